@@ -1,0 +1,133 @@
+"""The converter driver shared by every `medtl prepare` source.
+
+A converter lists its jobs (one per subject or file, each with a stable key) and gives a
+top-level ``load(job) -> Unit`` function. ``convert`` runs the loads (in worker processes when
+``workers > 1``), streams each unit into the StoreWriter in job order, skips units already
+written by an interrupted run, and turns ``SkipSample`` into a report entry or, with
+``strict``, into an error that leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtl.errors import InputError, SkipSample
+from medtl.io.store import SampleRecord, StoreWriter
+from medtl.progress import NULL_PROGRESS, Progress
+
+
+@dataclass
+class Unit:
+    """What one job produced: ``n`` samples in store layout."""
+
+    key: str
+    images: np.ndarray  # (n, C, H, W), store dtype
+    samples: list[SampleRecord]
+    labels: np.ndarray | None = None
+    masks: np.ndarray | None = None
+
+
+@dataclass
+class Job:
+    key: str  # stable id (subject folder, file path): what resuming skips by
+    payload: Any  # what load() needs; must pickle
+    path: str = ""  # file or folder to name when the job is skipped
+
+
+@dataclass
+class PrepareSummary:
+    store: Path
+    samples: int
+    units: int
+    resumed_units: int
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = f"{self.store}: {self.samples} samples from {self.units} inputs"
+        if self.resumed_units:
+            text += f" ({self.resumed_units} already done by an earlier run)"
+        return text + f", {len(self.skipped)} skipped (see prepare_report.json)"
+
+
+def _run_load(load: Callable[[Any], Unit | None], job: Job) -> tuple[str, Any]:
+    try:
+        return "ok", load(job.payload)
+    except SkipSample as skip:
+        return "skip", (skip.path, skip.reason)
+
+
+def _results(
+    load: Callable[[Any], Unit | None], jobs: Sequence[Job], workers: int
+) -> Iterator[tuple[str, Any]]:
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield _run_load(load, job)
+        return
+    # fork is cheap and safe here (no torch, no threads started by medtl before this point);
+    # elsewhere fall back to the platform default.
+    method = "fork" if sys.platform.startswith("linux") else None
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(min(workers, len(jobs))) as pool:
+        # imap keeps job order, so the store is identical whatever the worker count.
+        yield from pool.imap(_Loader(load), jobs, chunksize=1)
+
+
+class _Loader:
+    def __init__(self, load: Callable[[Any], Unit | None]) -> None:
+        self.load = load
+
+    def __call__(self, job: Job) -> tuple[str, Any]:
+        return _run_load(self.load, job)
+
+
+def convert(
+    jobs: Sequence[Job],
+    load: Callable[[Any], Unit | None],
+    writer: StoreWriter,
+    *,
+    workers: int = 1,
+    strict: bool = False,
+    progress: Progress = NULL_PROGRESS,
+    description: str = "converting",
+) -> PrepareSummary:
+    """Run every job into ``writer`` (an entered StoreWriter) and finish the store.
+
+    ``load`` must be a module-level function (or functools.partial of one) so worker processes
+    can receive it. It returns a Unit, None for a job that yields no samples, or raises SkipSample.
+    """
+    keys = [job.key for job in jobs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("job keys must be unique")
+    pending = [job for job in jobs if not writer.done(job.key)]
+    task = progress.start(description, total=len(jobs))
+    if len(pending) < len(jobs):
+        progress.advance(task, len(jobs) - len(pending))
+    try:
+        for job, (kind, result) in zip(pending, _results(load, pending, workers)):
+            if kind == "skip":
+                path, reason = result
+                if strict:
+                    raise InputError(path, reason)
+                progress.message(f"skipped {path}: {reason}")
+                writer.skip(job.key, path, reason)
+            elif result is None:
+                writer.skip(job.key, job.path or job.key, "no samples selected")
+            else:
+                writer.add(job.key, result.images, result.samples, result.labels, result.masks)
+            progress.advance(task)
+    except InputError:
+        writer.abort()
+        raise
+    finally:
+        progress.end(task)
+    out = writer.finish()
+    summary = PrepareSummary(out, writer.rows, len(jobs), writer.resumed_units, list(writer.skipped))
+    progress.message(summary.line())
+    return summary

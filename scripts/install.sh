@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one install script: `make demo`, `make test`, CI, the Dockerfile and apptainer.def all call it.
+#   scripts/install.sh [VENV_DIR]    (default .venv; VENV_DIR=- installs into the current Python)
+# Torch is pinned here only (pyproject ranges stay permissive so cluster users pick their CUDA build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${1:-.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${MEDTL_TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+
+if [ "$VENV" = "-" ]; then
+  PIP=("$PYTHON" -m pip)
+else
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  PIP=("$VENV/bin/python" -m pip)
+fi
+
+# Skip the slow part when an earlier run already completed with the same inputs.
+STAMP_DIR=${VENV/#-/.}
+STAMP="$STAMP_DIR/.medtl-install-stamp"
+want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
+if [ "$VENV" != "-" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  echo "$VENV is up to date"
+  exit 0
+fi
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# shellcheck disable=SC2086
+"${PIP[@]}" install -q $TORCH_SPEC
+"${PIP[@]}" install -q -e ".[dev]"
+if [ "$VENV" != "-" ]; then
+  echo "$want" > "$STAMP"
+fi
+echo "medtl installed into $VENV"

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${MEDTL_TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+# Extras of medtl to install: "dev" (tests, linters) by default; container images set it empty.
+EXTRAS=${MEDTL_EXTRAS-dev}
 
 if [ "$VENV" = "-" ]; then
   PIP=("$PYTHON" -m pip)
@@ -21,7 +23,7 @@ fi
 # Skip the slow part when an earlier run already completed with the same inputs.
 STAMP_DIR=${VENV/#-/.}
 STAMP="$STAMP_DIR/.medtl-install-stamp"
-want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
+want=$( (cat pyproject.toml scripts/install.sh; echo "$EXTRAS $TORCH_SPEC") | sha256sum | cut -d' ' -f1)
 if [ "$VENV" != "-" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   echo "$VENV is up to date"
   exit 0
@@ -30,7 +32,11 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # shellcheck disable=SC2086
 "${PIP[@]}" install -q $TORCH_SPEC
-"${PIP[@]}" install -q -e ".[dev]"
+if [ -n "$EXTRAS" ]; then
+  "${PIP[@]}" install -q -e ".[$EXTRAS]"
+else
+  "${PIP[@]}" install -q -e .
+fi
 if [ "$VENV" != "-" ]; then
   echo "$want" > "$STAMP"
 fi

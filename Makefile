@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv through the one install script.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install demo test lint test-slurm bench clean
+
+install:
+	bash scripts/install.sh $(VENV)
+
+demo: install
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+
+test: lint
+	$(BIN)/pytest -q
+
+# Tests marked `slurm` need the local test cluster (slurm/test-cluster.sh start).
+test-slurm: install
+	$(BIN)/pytest -q -m slurm
+
+clean:
+	rm -rf demo runs .pytest_cache .ruff_cache

@@ -1,0 +1,72 @@
+"""`medtl models`: the backbones medtl can build, and what each offers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from medtl_cli.app import console, new_app
+
+app = new_app("Backbones: torchvision ResNets/DenseNet-121 and any timm model.")
+
+# Feature sizes need each model built (on the meta device, ~0.1 s each): only for short lists.
+FEATURES_LIMIT = 30
+
+PatternArg = Annotated[
+    Optional[str], typer.Argument(help="wildcard pattern, e.g. 'resnet*', 'vit_base*', 'timm/*', 'tv/*'")
+]
+PretrainedOpt = Annotated[
+    bool, typer.Option("--pretrained", help="list timm names with their pretrained tags (one per weight set)")
+]
+NameArg = Annotated[
+    str, typer.Argument(help="backbone name, e.g. resnet50 or vit_base_patch16_224.augreg_in21k")
+]
+
+
+@app.command("list")
+def list_(pattern: PatternArg = None, pretrained: PretrainedOpt = False) -> None:
+    """List backbone names with their source and pooled feature size."""
+    from medtl.errors import UnknownChoiceError
+    from medtl.models.registry import list_backbones, num_features, resolve_name
+
+    names = list_backbones(pattern or "*", pretrained=pretrained)
+    if not names:
+        raise UnknownChoiceError("backbone pattern", pattern or "*", list_backbones())
+    show_features = len(names) <= FEATURES_LIMIT
+    table = Table("name", "source", "features")
+    for name in names:
+        features = f"{num_features(name)}" if show_features else "-"
+        table.add_row(name, resolve_name(name)[0], features)
+    console.print(table)
+    note = "" if show_features else f"; narrow the pattern to {FEATURES_LIMIT} or fewer to see feature sizes"
+    console.print(f"{len(names)} backbone(s){note}", highlight=False)
+
+
+@app.command("inspect")
+def inspect(name: NameArg) -> None:
+    """Show a backbone's groups (with parameter counts), blocks, feature sizes and default config."""
+    from medtl.models import backbone_info
+
+    info = backbone_info(name)
+    title = f"[bold]{info['name']}[/] ({info['source']}): {info['parameters']:,} parameters"
+    console.print(title, highlight=False)
+    console.print(
+        f"pooled features {info['num_features']}, tokens of {info['token_dim']}, {info['num_blocks']} blocks",
+        highlight=False,
+    )
+    groups = Table("group", "parameters", "channels", "reduction")
+    stages = zip(info["stage_channels"], info["stage_reductions"])
+    for group, count in info["groups"].items():
+        channels, reduction = ("", "") if group == "stem" else map(str, next(stages))
+        groups.add_row(group, f"{count:,}", channels, reduction)
+    console.print(groups)
+    cfg = Table("default config", "value")
+    for key, value in info["default_cfg"].items():
+        cfg.add_row(key, "" if value is None else str(value))
+    weights = info["imagenet_weights"]
+    cfg.add_row("imagenet weights", weights["put"])
+    if weights.get("url"):
+        cfg.add_row("from", weights["url"])
+    console.print(cfg)

@@ -1,0 +1,513 @@
+"""Initialising a model: random, ImageNet from the local cache, or a checkpoint from elsewhere.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` (never arbitrary unpickling) or
+safetensors, unwrapped (``state_dict`` / ``model`` / ``resnet``), their format detected from the keys,
+converted to the backbone's native key names by a pure ``(state_dict, backbone) -> state_dict``
+function, and loaded with a report of what matched. medtl writes its own checkpoints as safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pickle
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from medtl.errors import CheckpointError, UnknownChoiceError, WeightsMissingError
+from medtl.models.backbone import MODEL_PREFIX, Backbone
+
+if TYPE_CHECKING:
+    from medtl.models.transfer_model import TransferModel
+
+log = logging.getLogger("medtl")
+
+WRAPPER_KEYS = ("state_dict", "model", "resnet")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt", ".safetensors")
+# Parts of pretraining checkpoints that are not the backbone: classifiers, SSL projection and
+# prototype heads, MoCo's key encoder and queue, PIRL/InfoMin jigsaw heads.
+EXTRA_KEY_PARTS = frozenset(
+    {
+        "fc",
+        "classifier",
+        "head",
+        "heads",
+        "head_jig",
+        "fc_jig",
+        "jigsaw",
+        "projection",
+        "projection_head",
+        "projector",
+        "prototypes",
+        "predictor",
+        "queue",
+        "queue_ptr",
+        "encoder_k",
+        "memory",
+    }
+)
+BACKBONE_KEY = "backbone." + MODEL_PREFIX
+HEAD_PREFIX, MODULE_PREFIX = "head.", "module."
+MEDTL_FORMAT = "medtl"
+
+
+# ----------------------------------------------------------------------------------------- reports
+
+
+@dataclass
+class LoadReport:
+    """What an initialisation did. Model-side names are full TransferModel parameter names;
+    ``unexpected`` and ``dropped`` are checkpoint keys (after format conversion)."""
+
+    source: str
+    format: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.format == "random":
+            return "random initialisation"
+        parts = [
+            f"loaded {len(self.loaded)} tensors from {self.source} ({self.format})",
+            f"missing {len(self.missing)}",
+            f"shape-mismatched {len(self.mismatched)}",
+            f"unexpected {len(self.unexpected)}",
+            f"dropped {len(self.dropped)} (classifier/projection/...)",
+        ]
+        new_parts = sorted({n.split(".")[0] for n in self.new})
+        if new_parts:
+            parts.append("new: " + ", ".join(new_parts))
+        lines = ["; ".join(parts)]
+        for label, names in (
+            ("missing", self.missing),
+            ("mismatched", self.mismatched),
+            ("unexpected", self.unexpected),
+        ):
+            if names:
+                lines.append(f"  {label}: " + ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def read_checkpoint(path: Path) -> tuple[Mapping[str, Any], dict[str, str]]:
+    """(raw checkpoint object, safetensors metadata) without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "checkpoint file not found")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                metadata = dict(f.metadata() or {})
+            return load_file(str(path)), metadata
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(path, f"not a readable safetensors file ({e})") from e
+    try:
+        # argparse.Namespace holds the training options in several SSL checkpoints; it can only
+        # rebuild plain attributes, so allowing it keeps weights_only's guarantee.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            path,
+            f"refusing to unpickle a Python object{what}; only tensors and plain containers are read",
+            hint="re-save just the state dict from a trusted environment: "
+            "torch.save(torch.load(f, weights_only=False)['state_dict'], 'clean.pth')",
+        ) from e
+    except Exception as e:  # a damaged or foreign file fails in many ways (KeyError, EOFError, ...)
+        raise CheckpointError(path, f"not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(path, f"expected a dict of tensors, found {type(obj).__name__}")
+    return obj, {}
+
+
+def unwrap(obj: Mapping[str, Any]) -> tuple[dict[str, Tensor], list[str]]:
+    """(state dict, wrapper keys that were removed, outermost first). A state dict's values are
+    tensors, never dicts, so a wrapper key holding a dict is always a level to descend."""
+    wrappers: list[str] = []
+    while (key := next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)) is not None:
+        wrappers.append(key)
+        obj = obj[key]
+    return {k: v for k, v in obj.items() if isinstance(v, Tensor)}, wrappers
+
+
+def _has_prefix(keys: list[str], pattern: str) -> bool:
+    rx = re.compile(pattern)
+    return any(rx.match(k) for k in keys)
+
+
+def detect_format(state_dict: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> str:
+    """Name the checkpoint's format from its keys (wrapped or not): "medtl", "moco", "cmc",
+    "infomin", "in-domain", "swav", "torchvision", "plain" or "timm"."""
+    if metadata and metadata.get("format") == MEDTL_FORMAT:
+        return MEDTL_FORMAT
+    sd, wrappers = unwrap(state_dict)
+    keys = list(sd)
+    if any(k.startswith(BACKBONE_KEY) for k in keys):
+        return MEDTL_FORMAT
+    if _has_prefix(keys, r"(module\.)?encoder_q\."):  # MoCo v1/v2, PCL
+        return "moco"
+    if _has_prefix(keys, r"module\.encoder1\."):  # CMC
+        return "cmc"
+    if _has_prefix(keys, r"module\.encoder\."):  # InfoMin, InsDis, PIRL
+        return "infomin"
+    if _has_prefix(keys, r"module\."):  # DataParallel: SwAV, DeepCluster-v2, SeLa-v2, in-domain
+        return "in-domain" if "state_dict" in wrappers else "swav"
+    torchvision_like = ("conv1.weight" in sd and _has_prefix(keys, r"layer1\.")) or _has_prefix(
+        keys, r"features\.(conv0|denseblock1)"
+    )
+    if torchvision_like:
+        return "torchvision" if "fc.weight" in sd or "classifier.weight" in sd else "plain"
+    return "timm"
+
+
+# -------------------------------------------------------------------------------------- converters
+
+Converter = Callable[[Mapping[str, Tensor], Backbone], dict[str, Tensor]]
+
+_OLD_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
+def fix_densenet_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Old DenseNet checkpoints (CheXNet and its kin) spell ``norm.1``; torchvision now ``norm1``."""
+    out = {}
+    for k, v in state_dict.items():
+        m = _OLD_DENSENET_KEY.match(k)
+        out[m.group(1) + m.group(2) if m else k] = v
+    return out
+
+
+def _strip(prefix: str) -> Converter:
+    """Keep the keys under ``prefix`` (with or without DataParallel's ``module.``), without it."""
+    rx = re.compile(rf"^(?:module\.)?{re.escape(prefix)}" if prefix else r"^(?:module\.)?")
+
+    def convert(state_dict: Mapping[str, Tensor], backbone: Backbone) -> dict[str, Tensor]:
+        out = {rx.sub("", k): v for k, v in state_dict.items() if rx.match(k)}
+        return fix_densenet_keys(out)
+
+    return convert
+
+
+def convert_torchvision(state_dict: Mapping[str, Tensor], backbone: Backbone) -> dict[str, Tensor]:
+    return fix_densenet_keys(state_dict)
+
+
+def convert_timm(state_dict: Mapping[str, Tensor], backbone: Backbone) -> dict[str, Tensor]:
+    """timm's own converter beside the architecture (``checkpoint_filter_fn``): remaps original
+    releases (FB, OpenCLIP, DINOv2) and resizes position embeddings to the model's image size."""
+    state_dict = dict(state_dict)
+    if backbone.source != "timm":
+        return state_dict
+    filter_fn = getattr(sys.modules[type(backbone.model).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is None:
+        return state_dict
+    try:
+        return dict(filter_fn(state_dict, backbone.model))
+    except (KeyError, AttributeError, RuntimeError) as e:
+        # Filters assume a full model; a truncated one can trip them, and the keys usually fit anyway.
+        log.warning("timm checkpoint filter for %s failed (%s); using the keys as they are", backbone.name, e)
+        return state_dict
+
+
+CONVERTERS: dict[str, Converter] = {
+    "torchvision": convert_torchvision,
+    "plain": convert_torchvision,
+    "moco": _strip("encoder_q."),
+    "cmc": _strip("encoder1."),
+    "infomin": _strip("encoder."),
+    "swav": _strip(""),
+    "in-domain": _strip(""),
+    "timm": convert_timm,
+}
+
+
+def _align_prefix(state_dict: dict[str, Tensor], expected: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Strip leading key components (``densenet121.``, ``model.``, ``backbone.``) while that makes
+    more keys match the model: in-domain checkpoints nest the network under their own attribute."""
+    for _ in range(3):
+        matched = sum(k in expected for k in state_dict)
+        firsts = {k.split(".", 1)[0] for k in state_dict if "." in k}
+        best, best_matched = None, matched
+        for first in firsts:
+            n = sum(k.split(".", 1)[1] in expected for k in state_dict if k.startswith(first + "."))
+            if n > best_matched:
+                best, best_matched = first, n
+        if best is None:
+            return state_dict
+        state_dict = {k[len(best) + 1 :] if k.startswith(best + ".") else k: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def _adapt_input_channels(
+    state_dict: dict[str, Tensor], backbone: Backbone, expected: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """Sum or repeat the first conv's input channels for ``in_chans`` (as timm does for pretrained)."""
+    from timm.models import adapt_input_conv
+
+    key = backbone.first_conv + ".weight"
+    w, target = state_dict.get(key), expected.get(key)
+    if (
+        w is not None
+        and target is not None
+        and w.ndim == 4
+        and w.shape[1] != target.shape[1]
+        and (w.shape[0], w.shape[2:]) == (target.shape[0], target.shape[2:])
+    ):
+        state_dict[key] = adapt_input_conv(target.shape[1], w)
+    return state_dict
+
+
+def _is_extra(key: str, backbone: Backbone) -> bool:
+    classifier = backbone.pretrained_cfg.get("classifier") or ()
+    classifiers = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    if any(key.startswith(c + ".") for c in classifiers):
+        return True
+    return any(part in EXTRA_KEY_PARTS for part in key.split(".")[:-1])
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+def _load_backbone(
+    model: TransferModel,
+    native: dict[str, Tensor],
+    original: Mapping[str, Tensor],
+    *,
+    source: str,
+    fmt: str,
+    allow_partial: bool,
+) -> LoadReport:
+    backbone: Backbone = model.backbone
+    expected = backbone.native_state_dict()
+    native = _align_prefix(native, expected)
+    kept_ids = {id(v) for v in native.values()}
+    native = _adapt_input_channels(native, backbone, expected)
+    report = LoadReport(source=source, format=fmt)
+    report.dropped = [k for k, v in original.items() if id(v) not in kept_ids and k not in native]
+    to_load = {}
+    for k, v in native.items():
+        if k in expected:
+            if expected[k].shape == v.shape:
+                to_load[k] = v
+            else:
+                report.mismatched.append(BACKBONE_KEY + k)
+        elif _is_extra(k, backbone):
+            report.dropped.append(k)
+        else:
+            report.unexpected.append(k)
+    if not to_load:
+        sample = ", ".join(list(native or original)[:2]) or "none"
+        raise CheckpointError(
+            source,
+            f"no keys match backbone '{backbone.name}' (checkpoint: {sample}; "
+            f"model: {', '.join(list(expected)[:2])})",
+        )
+    report.missing = [
+        BACKBONE_KEY + k for k in expected if k not in to_load and not k.endswith("num_batches_tracked")
+    ]
+    report.missing = [m for m in report.missing if m not in report.mismatched]
+    if (report.missing or report.mismatched) and not allow_partial:
+        first = (report.missing + report.mismatched)[0]
+        raise CheckpointError(
+            source,
+            f"{len(report.missing)} backbone tensors missing and {len(report.mismatched)} of another "
+            f"shape for '{backbone.name}' (first: {first}); pass --allow-partial to load anyway",
+        )
+    backbone.model.load_state_dict(to_load, strict=False)
+    report.loaded = [BACKBONE_KEY + k for k in to_load]
+    report.new = [n for n, _ in model.named_parameters() if not n.startswith("backbone.")]
+    return report
+
+
+def _load_full(
+    model: TransferModel, state_dict: Mapping[str, Tensor], *, source: str, allow_partial: bool, strict: bool
+) -> LoadReport:
+    """Load medtl's own checkpoint (TransferModel keys)."""
+    expected = model.state_dict()
+    report = LoadReport(source=source, format=MEDTL_FORMAT)
+    to_load = {}
+    for k, v in state_dict.items():
+        if k not in expected:
+            report.unexpected.append(k)
+        elif expected[k].shape != v.shape:
+            report.mismatched.append(k)
+        else:
+            to_load[k] = v
+    if not any(k.startswith("backbone.") for k in to_load):
+        raise CheckpointError(
+            source,
+            f"no keys match backbone '{model.backbone.name}' (checkpoint: {next(iter(state_dict), '')})",
+        )
+    head_mismatch = [k for k in report.mismatched if k.startswith(HEAD_PREFIX)]
+    if head_mismatch and not allow_partial:
+        raise CheckpointError(
+            source,
+            f"classifier shape mismatch: checkpoint head {tuple(state_dict['head.weight'].shape)}, "
+            f"model head {tuple(expected['head.weight'].shape)} (outputs x features)",
+            hint=None if strict else "pass --allow-partial to start a new head",
+        )
+    missing = [k for k in expected if k not in to_load and not k.endswith("num_batches_tracked")]
+    report.missing = [k for k in missing if k.startswith("backbone.") and k not in report.mismatched]
+    report.new = [k for k in missing if not k.startswith("backbone.")]
+    problems = report.missing + [k for k in report.mismatched if k.startswith("backbone.")]
+    if strict:
+        problems += report.new + report.unexpected + report.mismatched
+    if problems and not allow_partial:
+        raise CheckpointError(
+            source,
+            f"checkpoint does not fit this model: {len(report.missing)} backbone tensors missing, "
+            f"{len(report.mismatched)} of another shape, {len(report.unexpected)} unexpected "
+            f"(first: {problems[0]})",
+        )
+    model.load_state_dict(to_load, strict=False)
+    report.loaded = list(to_load)
+    return report
+
+
+def default_weights_dir() -> Path:
+    return Path(os.environ.get("MEDTL_WEIGHTS_DIR") or Path.home() / ".cache" / "medtl" / "weights")
+
+
+def _timm_weight_name(backbone: Backbone) -> str:
+    cfg = backbone.pretrained_cfg
+    arch, tag = cfg.get("architecture") or backbone.name.split(".")[0], cfg.get("tag")
+    return f"{arch}.{tag}" if tag else arch
+
+
+def imagenet_location(backbone: Backbone, weights_dir: Path | None = None) -> dict[str, Any]:
+    """Where ``imagenet`` init looks for this backbone's weights (nothing is downloaded)."""
+    cfg = backbone.pretrained_cfg
+    if backbone.source == "torchvision":
+        from medtl.models._torchvision import imagenet_file
+
+        url, path = imagenet_file(backbone.name)
+        return {"candidates": [str(path)], "put": str(path), "url": url}
+    weights_dir = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    name = _timm_weight_name(backbone)
+    local = [str(weights_dir / f"{name}{ext}") for ext in (".safetensors", ".pth")]
+    info: dict[str, Any] = {"candidates": list(local), "put": local[0]}
+    if cfg.get("hf_hub_id"):
+        files = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else ["model.safetensors"]
+        info["hf_hub_id"], info["hf_files"] = cfg["hf_hub_id"], [*files, "pytorch_model.bin"]
+        info["url"] = f"https://huggingface.co/{cfg['hf_hub_id']}/resolve/main/{files[0]}"
+    if cfg.get("url"):
+        info["candidates"].append(str(Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg["url"]).name))
+        info.setdefault("url", cfg["url"])
+    return info
+
+
+def find_imagenet_weights(backbone: Backbone, weights_dir: Path | None = None) -> Path:
+    """The local file of the backbone's ImageNet weights, or WeightsMissingError naming where to put it."""
+    info = imagenet_location(backbone, weights_dir)
+    if info.get("hf_hub_id"):
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in info["hf_files"]:
+            cached = try_to_load_from_cache(info["hf_hub_id"], filename)  # cache lookup only, no network
+            if isinstance(cached, str):
+                return Path(cached)
+    for candidate in info["candidates"]:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    if not info.get("url"):
+        raise WeightsMissingError(f"timm has no pretrained weights for '{backbone.name}'")
+    also = f" (or into the Hugging Face cache as {info['hf_hub_id']})" if info.get("hf_hub_id") else ""
+    raise WeightsMissingError(
+        f"ImageNet weights for '{backbone.name}' are not on disk: put {info['url']} at {info['put']}{also}",
+        hint="medtl never downloads; fetch the file on a machine with internet access",
+    )
+
+
+def load_init(
+    model: TransferModel, init: str, *, allow_partial: bool = False, weights_dir: Path | None = None
+) -> LoadReport:
+    """Initialise ``model`` (a TransferModel): "random", "imagenet", or a checkpoint path.
+
+    Only the backbone comes from ImageNet or a foreign checkpoint; the head (and module) start fresh.
+    A medtl checkpoint also restores its module and head when their shapes fit.
+    """
+    init = str(init)
+    if init == "random":
+        return LoadReport(source="random", format="random", new=[n for n, _ in model.named_parameters()])
+    if init == "imagenet":
+        path = find_imagenet_weights(model.backbone, weights_dir)
+        raw, _ = read_checkpoint(path)
+        state_dict, _ = unwrap(raw)
+        fmt = "torchvision" if model.backbone.source == "torchvision" else "timm"
+        native = CONVERTERS[fmt](state_dict, model.backbone)
+        return _load_backbone(
+            model, native, state_dict, source=str(path), fmt=fmt, allow_partial=allow_partial
+        )
+    path = Path(init)
+    if not path.exists() and path.suffix not in CHECKPOINT_SUFFIXES and "/" not in init:
+        raise UnknownChoiceError("init", init, ["random", "imagenet", "<path to a checkpoint>"])
+    raw, metadata = read_checkpoint(path)
+    fmt = detect_format(raw, metadata)
+    state_dict, _ = unwrap(raw)
+    if not state_dict:
+        raise CheckpointError(path, f"no tensors found (top-level keys: {', '.join(list(raw)[:5])})")
+    if fmt == MEDTL_FORMAT:
+        return _load_full(model, state_dict, source=str(path), allow_partial=allow_partial, strict=False)
+    native = CONVERTERS[fmt](state_dict, model.backbone)
+    return _load_backbone(model, native, state_dict, source=str(path), fmt=fmt, allow_partial=allow_partial)
+
+
+# ------------------------------------------------------------------------------- medtl checkpoints
+
+
+def save_model(model: TransferModel, path: Path, metadata: Mapping[str, Any]) -> None:
+    """Write the model's state as safetensors, atomically; ``metadata`` values are stored as JSON."""
+    from safetensors.torch import save_file
+
+    from medtl import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    meta.update({"format": MEDTL_FORMAT, "medtl_version": __version__, "spec": json.dumps(model.spec)})
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def read_model_metadata(path: Path) -> dict[str, Any]:
+    """Metadata of a medtl checkpoint, JSON values decoded (``spec`` rebuilds the model)."""
+    _, metadata = read_checkpoint(Path(path))
+    if metadata.get("format") != MEDTL_FORMAT:
+        raise CheckpointError(path, "not a medtl checkpoint (no medtl metadata)")
+    out: dict[str, Any] = {}
+    for k, v in metadata.items():
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def load_model_weights(model: TransferModel, path: Path) -> LoadReport:
+    """Load a medtl checkpoint into the same architecture; every tensor must fit."""
+    raw, _ = read_checkpoint(Path(path))
+    state_dict, _ = unwrap(raw)
+    return _load_full(model, state_dict, source=str(path), allow_partial=False, strict=True)

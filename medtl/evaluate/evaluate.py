@@ -1,0 +1,405 @@
+"""``evaluate_run``: test a finished run on its own store or an external one, optionally under
+corruptions, and write ``evaluation_<name>.json`` into the run directory.
+
+* The run's own store (same checksum as the store it trained on): the partition ``split`` of the
+  split the run used (default ``test``).
+* An external store: every sample (``split`` "all", the default), or a partition of the store's
+  own split file. Its classes are matched to the run's by name, or through a class map
+  ``{external class: run class}`` (JSON or TOML file, or a dict); external classes left out of the
+  map are dropped with their samples. E.g. a run on CE-MRI {glioma, meningioma, pituitary} tested
+  on the Kaggle set {glioma_tumor, meningioma_tumor, no_tumor, pituitary_tumor} maps the three
+  tumour classes and drops ``no_tumor``. Run classes with no samples left have no AUROC (skipped,
+  see medtl.metrics). For multilabel runs only the mapped run classes are evaluated.
+* Images pass through the run's evaluation transform (resize, channel repeat, normalisation);
+  an external store with another image size is resized to the training size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from medtl import __version__
+from medtl.data.dataset import StoreDataset
+from medtl.data.splits import PARTITIONS, default_split_path, few_shot, load_split, make_fraction_split
+from medtl.engine.inference import TTA_MODES, LoadedRun, load_run, predict
+from medtl.engine.run import AUTO_SPLIT, AUTO_SPLIT_SEED, resolve_device
+from medtl.engine.state import METRICS_FILE, write_json
+from medtl.errors import ConfigError, InputError, StoreError, UnknownChoiceError, did_you_mean
+from medtl.evaluate.corruptions import SEVERITIES, get_corruption
+from medtl.evaluate.robustness import RobustnessResult, evaluate_robustness
+from medtl.io.store import Store
+from medtl.metrics import bootstrap_metrics, classification_metrics
+from medtl.progress import NULL_PROGRESS, Progress
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+log = logging.getLogger("medtl")
+
+SPLITS = (*PARTITIONS, "all")
+
+
+@dataclass
+class EvaluationResult:
+    """What ``evaluate_run`` measured; ``to_dict()`` is the content of ``path``. ``dropped``: per
+    external class without a run class, the samples dropped (multilabel: the positive labels)."""
+
+    run_dir: Path
+    store: Path
+    split: str
+    external: bool
+    checkpoint: str
+    task: str
+    class_names: list[str]
+    num_samples: int
+    metrics: dict[str, Any]
+    tta: str | None = None
+    class_map: dict[str, str] | None = None
+    dropped: dict[str, int] = field(default_factory=dict)
+    robustness: RobustnessResult | None = None
+    path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "checkpoint": self.checkpoint,
+            "store": str(self.store),
+            "external": self.external,
+            "split": self.split,
+            "tta": self.tta,
+            "task": self.task,
+            "class_names": self.class_names,
+            "class_map": self.class_map,
+            "dropped": self.dropped,
+            "num_samples": self.num_samples,
+            "metrics": self.metrics,
+            "robustness": None if self.robustness is None else self.robustness.to_dict(),
+            "medtl_version": __version__,
+        }
+
+
+# -- class mapping -------------------------------------------------------------------------------
+
+
+def read_class_map(path: str | Path) -> dict[str, str]:
+    """A ``{external class: run class}`` table from a JSON or TOML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(path, "class map not found") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc})") from None
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+        raise InputError(path, f"not valid {kind} ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise InputError(path, 'a class map must map external class names to run class names {"a": "b"}')
+    return {str(k): v for k, v in data.items()}
+
+
+@dataclass
+class _ClassMatch:
+    """How store labels become run labels."""
+
+    mapping: dict[str, str]  # store class -> run class (only kept classes)
+    dropped: list[str]  # store classes without a run class
+    run_classes: list[str]  # classes evaluated (all run classes; multilabel: the mapped ones)
+
+
+def match_classes(
+    store_classes: Sequence[str],
+    run_classes: Sequence[str],
+    class_map: Mapping[str, str] | None,
+    *,
+    multilabel: bool,
+    source: str | Path,
+) -> _ClassMatch:
+    """Match a store's classes to a run's; ``source`` (the class-map file or the store) names errors."""
+    if class_map is None:
+        unknown = [c for c in store_classes if c not in run_classes]
+        if unknown:
+            raise InputError(
+                source,
+                f"classes {', '.join(unknown)} are not among the run's classes ({', '.join(run_classes)})",
+                hint="pass --class-map FILE mapping each external class to a run class (others are dropped)",
+            )
+        mapping = {c: c for c in store_classes}
+    else:
+        for external, internal in class_map.items():
+            if external not in store_classes:
+                raise InputError(
+                    source, f"unknown store class '{external}'{did_you_mean(external, store_classes)}"
+                )
+            if internal not in run_classes:
+                raise InputError(
+                    source,
+                    f"'{external}' maps to '{internal}', which is not a run class"
+                    + did_you_mean(internal, run_classes),
+                )
+        mapping = dict(class_map)
+    if not mapping:
+        raise InputError(source, "no store class maps to a run class")
+    dropped = [c for c in store_classes if c not in mapping]
+    kept = [c for c in run_classes if c in mapping.values()] if multilabel else list(run_classes)
+    return _ClassMatch(mapping, dropped, kept)
+
+
+class _MappedTargets(Dataset):
+    """Items of a StoreDataset with their targets translated to the run's classes."""
+
+    def __init__(self, dataset: StoreDataset, lookup: np.ndarray, multilabel: bool) -> None:
+        # single-label: lookup[store class] = run class (-1: dropped, those samples are excluded);
+        # multilabel: lookup is (store classes, kept run classes) 0/1, a target is the OR of its rows.
+        self.dataset, self.lookup, self.multilabel = dataset, lookup, multilabel
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, target = self.dataset[i]
+        if self.multilabel:
+            mapped = (target.numpy()[:, None] * self.lookup).max(axis=0)
+            return image, torch.from_numpy(mapped.astype(np.float32))
+        return image, torch.tensor(int(self.lookup[int(target)]), dtype=torch.int64)
+
+
+def _map_targets(
+    loaded: LoadedRun, store: Store, indices: np.ndarray, match: _ClassMatch
+) -> tuple[np.ndarray, np.ndarray, list[int] | None, dict[str, int]]:
+    """(kept indices, lookup for _MappedTargets, score columns to keep or None, dropped counts)."""
+    names = store.class_names
+    if loaded.task == "multilabel":
+        lookup = np.zeros((len(names), len(match.run_classes)), dtype=np.float32)
+        for external, internal in match.mapping.items():
+            lookup[names.index(external), match.run_classes.index(internal)] = 1
+        columns = [loaded.class_names.index(c) for c in match.run_classes]
+        # Multilabel samples stay; a dropped class loses only its positive labels (counted).
+        positives = np.asarray(store.labels[indices]) > 0.5
+        return indices, lookup, columns, {c: int(positives[:, names.index(c)].sum()) for c in match.dropped}
+    lookup = np.full(len(names), -1, dtype=np.int64)
+    for external, internal in match.mapping.items():
+        lookup[names.index(external)] = loaded.class_names.index(internal)
+    labels = np.asarray(store.labels[indices]).reshape(-1).astype(np.int64)
+    dropped = {c: int((labels == names.index(c)).sum()) for c in match.dropped}
+    return indices[lookup[labels] >= 0], lookup, None, dropped
+
+
+# -- which samples -------------------------------------------------------------------------------
+
+
+def _training_checksum(loaded: LoadedRun) -> str | None:
+    metrics_path = loaded.run_dir / METRICS_FILE
+    try:
+        return json.loads(metrics_path.read_text())["data"]["checksum"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        return Store(loaded.config.data).checksum
+    except StoreError:
+        return None
+
+
+def _run_partitions(loaded: LoadedRun, store: Store) -> dict[str, np.ndarray]:
+    """The partitions the run used on its own store, as ``medtl.engine.run`` resolved them.
+
+    metrics.json records which split that was; a split file made after the run does not count.
+    """
+    config = loaded.config
+    try:
+        source = json.loads((loaded.run_dir / METRICS_FILE).read_text())["data"]["split"]
+    except (OSError, ValueError, KeyError, TypeError):
+        source = None
+    if source is not None and str(source).startswith("generated"):
+        split = make_fraction_split(store, seed=AUTO_SPLIT_SEED, **AUTO_SPLIT)
+    elif source is not None:
+        split = load_split(source, store)
+    elif config.split is not None:
+        split = load_split(config.split, store)
+    elif default_split_path(store.path).is_file():
+        split = load_split(default_split_path(store.path), store)
+    else:
+        split = make_fraction_split(store, seed=AUTO_SPLIT_SEED, **AUTO_SPLIT)
+    if config.fraction < 1:
+        split = few_shot(split, store, config.fraction, seed=config.seed)
+    return {name: np.asarray(split[name], dtype=np.int64) for name in PARTITIONS}
+
+
+def _indices(loaded: LoadedRun, store: Store, split: str, external: bool) -> np.ndarray:
+    if split == "all":
+        return np.arange(len(store), dtype=np.int64)
+    if not external:
+        return _run_partitions(loaded, store)[split]
+    path = default_split_path(store.path)
+    if not path.is_file():
+        raise InputError(
+            store.path,
+            f"is an external store without a split file, so it has no '{split}' partition",
+            hint="pass --split all to evaluate every sample, or make a split with `medtl data split`",
+        )
+    return np.asarray(load_split(path, store)[split], dtype=np.int64)
+
+
+def _eval_transform(loaded: LoadedRun, store: Store):
+    """The run's evaluation transform, resizing an external store's images to the training size."""
+    from torchvision.transforms import v2
+
+    transform = loaded.transform()
+    if loaded.config.image_size is not None:
+        return transform
+    try:
+        train_hw = tuple(Store(loaded.config.data).shape[1:])
+    except StoreError:
+        train_hw = None
+    if train_hw is None:
+        log.warning("training store %s not found: images are fed at their own size", loaded.config.data)
+        return transform
+    if tuple(store.shape[1:]) == train_hw:
+        return transform
+    return v2.Compose([v2.Resize(list(train_hw), antialias=True), transform])
+
+
+# -- the entry point -----------------------------------------------------------------------------
+
+
+def evaluation_name(store: Path, split: str, tta: str | None, checkpoint: str) -> str:
+    parts = [store.name, split] + ([tta] if tta else []) + ([checkpoint] if checkpoint != "best" else [])
+    return "-".join(parts)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    store_path: str | Path,
+    *,
+    split: str | None = None,
+    tta: str | None = None,
+    class_map: str | Path | Mapping[str, str] | None = None,
+    robustness: bool = False,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = SEVERITIES,
+    bootstrap: int = 1000,
+    checkpoint: str = "best",
+    device: str = "auto",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> EvaluationResult:
+    """Evaluate a run on a store (see the module docstring); writes ``evaluation_<name>.json``.
+
+    ``split``: "train", "val", "test" or "all"; default "test" on the run's own store, "all" on an
+    external one. ``tta``: None, "hflip" or "tencrop" (mean score over the views). ``bootstrap``:
+    resamples (by patient) of the 95% confidence intervals, 0 for none.
+    """
+    if split is not None and split not in SPLITS:
+        raise UnknownChoiceError("split", split, SPLITS)
+    if tta is not None and tta not in TTA_MODES:
+        raise UnknownChoiceError("test-time augmentation", tta, TTA_MODES)
+    if bootstrap < 0:
+        raise ConfigError(f"bootstrap resamples must be 0 or more, got {bootstrap}")
+    if robustness:  # fail before the (long) evaluation, not after it
+        for corruption in corruptions or ():
+            get_corruption(corruption)
+        bad = [s for s in severities if s not in SEVERITIES]
+        if bad:
+            raise ConfigError(f"corruption severities must be 1-5, got {bad}")
+    loaded = load_run(run_dir, checkpoint)
+    store = Store(store_path)
+    multilabel = loaded.task == "multilabel"
+    if store.task == "segmentation" or store.labels is None:
+        raise InputError(store.path, "is a segmentation store (no class labels); the run is a classifier")
+    if multilabel != (store.task == "multilabel"):
+        kinds = ("one class per sample", "multilabel")
+        raise InputError(
+            store.path, f"has {kinds[store.task == 'multilabel']} labels but the run is {kinds[multilabel]}"
+        )
+    if store.shape[0] not in (1, loaded.in_chans):
+        raise InputError(
+            store.path, f"has {store.shape[0]}-channel images; the run's model takes {loaded.in_chans}"
+        )
+    external = store.checksum != _training_checksum(loaded)
+    split = split or ("all" if external else "test")
+    source: str | Path = class_map if isinstance(class_map, (str, Path)) else store.path
+    table = read_class_map(class_map) if isinstance(class_map, (str, Path)) else class_map
+    match = match_classes(store.class_names, loaded.class_names, table, multilabel=multilabel, source=source)
+
+    indices, lookup, columns, dropped = _map_targets(
+        loaded, store, _indices(loaded, store, split, external), match
+    )
+    if len(indices) == 0:
+        raise InputError(
+            store.path, f"no samples left to evaluate in split '{split}' after the class mapping"
+        )
+
+    config = loaded.config
+    dev = resolve_device(device)
+    batch = batch_size or config.batch_size
+    workers = config.num_workers if num_workers is None else num_workers
+    transform = _eval_transform(loaded, store)
+
+    def score(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers)
+        scores, targets = predict(loaded.model, loader, device=dev, tta=tta, task=loaded.task)
+        return (scores[:, columns] if columns is not None else scores), targets
+
+    progress.message(
+        f"evaluating {loaded.run_dir.name} ({checkpoint}) on {store.path} [{split}]: {len(indices)} samples"
+        + (f", dropped {', '.join(f'{c} ({n})' for c, n in dropped.items())}" if dropped else "")
+    )
+    scores, targets = score(_MappedTargets(StoreDataset(store, indices, transform), lookup, multilabel))
+    metrics = classification_metrics(targets, scores, loaded.task, match.run_classes)
+    if bootstrap:
+        groups = store.patient_ids[indices]
+        ci = bootstrap_metrics(targets, scores, loaded.task, n=bootstrap, seed=seed, groups=groups)
+        metrics["ci95"] = {k: list(v) for k, v in ci.items()}
+
+    robust = None
+    if robustness:
+        robust = evaluate_robustness(
+            None,
+            _MappedTargets(StoreDataset(store, indices, None), lookup, multilabel),
+            task=loaded.task,
+            class_names=match.run_classes,
+            corruptions=corruptions,
+            severities=severities,
+            seed=seed,
+            transform=transform,
+            score_fn=score,
+            progress=progress,
+        )
+
+    result = EvaluationResult(
+        run_dir=loaded.run_dir,
+        store=store.path,
+        split=split,
+        external=external,
+        checkpoint=checkpoint,
+        task=loaded.task,
+        class_names=match.run_classes,
+        num_samples=len(indices),
+        metrics=metrics,
+        tta=tta,
+        class_map=None if table is None else dict(table),
+        dropped=dropped,
+        robustness=robust,
+    )
+    result.path = (
+        loaded.run_dir / f"evaluation_{name or evaluation_name(store.path, split, tta, checkpoint)}.json"
+    )
+    write_json(result.path, result.to_dict())
+    return result

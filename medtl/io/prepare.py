@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +76,19 @@ def _results(
     # elsewhere fall back to the platform default.
     method = "fork" if sys.platform.startswith("linux") else None
     ctx = multiprocessing.get_context(method)
-    with ctx.Pool(min(workers, len(jobs))) as pool:
-        # imap keeps job order, so the store is identical whatever the worker count.
-        yield from pool.imap(_Loader(load), jobs, chunksize=1)
+    workers = min(workers, len(jobs))
+    loader, todo = _Loader(load), iter(jobs)
+    with ctx.Pool(workers) as pool:
+        # Results are taken in job order, so the store is identical whatever the worker count.
+        # At most 2 x workers jobs are in flight: Pool.imap would queue every finished unit
+        # while the writer lags, so memory would grow with the dataset.
+        window = deque(pool.apply_async(loader, (job,)) for job in islice(todo, 2 * workers))
+        while window:
+            result = window.popleft().get()
+            job = next(todo, None)
+            if job is not None:
+                window.append(pool.apply_async(loader, (job,)))
+            yield result
 
 
 class _Loader:
@@ -109,8 +121,9 @@ def convert(
     task = progress.start(description, total=len(jobs))
     if len(pending) < len(jobs):
         progress.advance(task, len(jobs) - len(pending))
+    results = _results(load, pending, workers)
     try:
-        for job, (kind, result) in zip(pending, _results(load, pending, workers)):
+        for job, (kind, result) in zip(pending, results):
             if kind == "skip":
                 path, reason = result
                 if strict:
@@ -126,6 +139,7 @@ def convert(
         writer.abort()
         raise
     finally:
+        results.close()  # stops the worker pool now, not when the generator is collected
         progress.end(task)
     out = writer.finish()
     summary = PrepareSummary(out, writer.rows, len(jobs), writer.resumed_units, list(writer.skipped))

@@ -279,6 +279,7 @@ class StoreWriter:
     def finish(self) -> Path:
         """Write the manifest and checksums, then move the store into place."""
         if self.rows == 0:
+            self.abort()  # nothing to resume: leave nothing behind
             raise InputError(
                 self.source.get("root"),
                 f"no samples were converted ({len(self.skipped)} skipped); see the reasons above",

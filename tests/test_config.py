@@ -58,13 +58,13 @@ def test_explicit_config_file(tmp_path):
 
 
 def test_missing_config_file_names_it(tmp_path):
-    with pytest.raises(InputError, match="nope.toml: config file not found"):
+    with pytest.raises(InputError, match=r"nope\.toml: config file not found"):
         load_settings(tmp_path / "nope.toml")
 
 
 def test_malformed_toml_names_file(tmp_path):
     cfg = _write(tmp_path / "bad.toml", "[prepare\nworkers = 2\n")
-    with pytest.raises(InputError, match="bad.toml: not valid TOML"):
+    with pytest.raises(InputError, match=r"bad\.toml: not valid TOML"):
         load_settings(cfg)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from engine_helpers import TINY_BACKBONE, write_signal_store
 
 from medtl.engine.run_config import RunConfig
+from tests.engine.engine_helpers import TINY_BACKBONE, write_signal_store
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from engine_helpers import TINY_BACKBONE
 
 from medtl.engine.features import eval_mode, export_features, extract_features
 from medtl.engine.run import run
@@ -17,6 +16,7 @@ from medtl.io.features import load_features
 from medtl.io.store import Store
 from medtl.models import build_model
 from medtl.strategies import apply_phase, get_strategy
+from tests.engine.engine_helpers import TINY_BACKBONE
 
 
 def test_cached_head_phase_equals_training_through_frozen_backbone(make_config):

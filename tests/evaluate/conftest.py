@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from evaluate_helpers import train_run, write_store
+
+from tests.evaluate.evaluate_helpers import train_run, write_store
 
 
 @pytest.fixture(scope="session")

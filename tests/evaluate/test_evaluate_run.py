@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from evaluate_helpers import write_store
 
 from medtl.errors import InputError, UnknownChoiceError
 from medtl.evaluate.evaluate import evaluate_run, match_classes, read_class_map
 from medtl.io.store import SampleRecord, Store, StoreWriter
+from tests.evaluate.evaluate_helpers import write_store
 
 KAGGLE_MAP = {"glioma_tumor": "glioma", "meningioma_tumor": "meningioma", "pituitary_tumor": "pituitary"}
 
@@ -221,7 +221,7 @@ def test_split_file_made_after_the_run_does_not_change_its_test_part(tiny_run):
 
 
 def test_multilabel_run_with_partial_class_map(tmp_path):
-    from evaluate_helpers import train_run
+    from tests.evaluate.evaluate_helpers import train_run
 
     store = write_store(tmp_path / "cxr", ["effusion", "mass", "nodule"], task="multilabel", n=30)
     run_dir = train_run(store, tmp_path / "runs")

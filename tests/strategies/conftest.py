@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from toy_model import ToyModel
+
+from tests.strategies.toy_model import ToyModel
 
 
 @pytest.fixture

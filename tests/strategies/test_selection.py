@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from toy_model import ToyModel
 
 from medtl.errors import ConfigError
 from medtl.strategies import (
@@ -15,6 +14,7 @@ from medtl.strategies import (
     param_groups,
     resolve_phase,
 )
+from tests.strategies.toy_model import ToyModel
 
 TOTAL = 734  # stem 116 + stage1 304 + stage2 304 + head 10
 ALL_BN = ["backbone.stem.1", "backbone.stage1.0.bn", "backbone.stage1.1.bn", "backbone.stage2.0.bn"]

@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as F
 
+from medtl.data.allocator import keep_large_buffers_in_heap
 from medtl.data.dataset import StoreDataset, make_loader
 from medtl.data.transforms import build_transforms
 from medtl.io.store import SampleRecord, StoreWriter
@@ -128,6 +129,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    # Both loaders run with the same allocator settings (make_loader would set them anyway).
+    keep_large_buffers_in_heap()
 
     with tempfile.TemporaryDirectory(prefix="medtl-bench-") as tmp:
         t0 = time.perf_counter()

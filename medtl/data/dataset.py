@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 from torchvision import tv_tensors
 
+from medtl.data.allocator import keep_large_buffers_in_heap
 from medtl.errors import ConfigError, StoreError
 from medtl.io.store import Store
 
@@ -137,12 +138,20 @@ def make_loader(
     drop_last: bool = False,
     num_workers: int = 0,
     generator: torch.Generator | None = None,
+    sampler: Sampler | None = None,
     pin_memory: bool = False,
     persistent_workers: bool = False,
+    worker_init_fn: Callable[[int], None] | None = None,
 ) -> DataLoader:
     """A DataLoader that fetches whole batches with ``StoreDataset.batch``: no per-item collation,
-    one memory-map read and (for evaluation transforms) one transform call per batch."""
-    base = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    one memory-map read and (for evaluation transforms) one transform call per batch.
+
+    ``sampler`` (sample order) takes the place of ``shuffle``/``generator`` when given."""
+    keep_large_buffers_in_heap()
+    if sampler is not None:
+        base = sampler
+    else:
+        base = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(
         _Batches(dataset),
         batch_size=None,
@@ -150,6 +159,7 @@ def make_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=persistent_workers and num_workers > 0,
+        worker_init_fn=worker_init_fn if num_workers > 0 else None,
     )
 
 

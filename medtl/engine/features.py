@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from medtl.data.dataset import StoreDataset
+from medtl.data.dataset import StoreDataset, make_loader
 from medtl.io.store import Store
 from medtl.progress import NULL_PROGRESS, Progress
 
@@ -59,12 +58,8 @@ def extract_features(
     """Float32 features (N, D) of the samples ``indices`` (all when None), in that order, in eval mode."""
     device = torch.device(device)
     dataset = StoreDataset(store, indices, transform)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+    loader = make_loader(
+        dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda"
     )
     fn = _feature_fn(model_or_backbone)
     out: list[np.ndarray] = []

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, TensorDataset
 
-from medtl.data.dataset import StoreDataset
+from medtl.data.dataset import StoreDataset, make_loader
 from medtl.data.transforms import batch_augment
 from medtl.engine.callbacks import Callback
 from medtl.engine.distributed import DistInfo, EpochSampler, all_reduce_sum, barrier
@@ -198,14 +198,15 @@ class Trainer:
             # batches are the ones the image loader would form from the same sampler.
             batches = BatchSampler(sampler, batch, drop_last)
             return DataLoader(dataset, sampler=batches, batch_size=None, pin_memory=self.cuda)
-        return DataLoader(
+        # Whole batches from the store: one memory-map read per batch and no collation copy.
+        return make_loader(
             dataset,
             batch_size=batch,
             sampler=sampler,
             num_workers=workers,
             pin_memory=self.cuda,
             drop_last=drop_last,
-            worker_init_fn=_seed_worker if workers else None,
+            worker_init_fn=_seed_worker,
         )
 
     def _track(self, names: list[str], cached: bool) -> None:

@@ -7,8 +7,9 @@ the summary line (samples, skipped) through that progress.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -133,6 +134,29 @@ def _names(text: str | None) -> list[str] | None:
     return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
 
 
+def _convert_2d(
+    convert: Callable[..., object],
+    *args: Any,
+    workers: int | None,
+    dtype: str | None,
+    strict: bool | None,
+    overwrite: bool,
+    **options: Any,
+) -> None:
+    """Call a 2-D converter with the resolved [prepare] settings and a progress bar."""
+    settings = prepare_settings(workers, dtype, strict)
+    with make_progress() as progress:
+        convert(
+            *args,
+            dtype=settings.dtype,
+            workers=settings.workers,
+            strict=settings.strict,
+            overwrite=overwrite,
+            progress=progress,
+            **options,
+        )
+
+
 @app.command("ce-mri")
 def ce_mri(
     source: SourceArg,
@@ -151,21 +175,19 @@ def ce_mri(
     """Figshare CE-MRI brain-tumour .mat (v7.3) files, searched recursively; each by its own label."""
     from medtl.io.converters.ce_mri import convert_ce_mri
 
-    settings = prepare_settings(workers, dtype, strict)
-    with make_progress() as progress:
-        convert_ce_mri(
-            source,
-            out,
-            task=task,
-            size=size,
-            channels=channels,
-            dtype=settings.dtype,
-            intensity=intensity,
-            workers=settings.workers,
-            strict=settings.strict,
-            overwrite=overwrite,
-            progress=progress,
-        )
+    _convert_2d(
+        convert_ce_mri,
+        source,
+        out,
+        task=task,
+        size=size,
+        channels=channels,
+        intensity=intensity,
+        workers=workers,
+        dtype=dtype,
+        strict=strict,
+        overwrite=overwrite,
+    )
 
 
 @app.command("folder")
@@ -186,23 +208,21 @@ def folder(
     """Class folders (PNG, JPEG, TIFF, BMP, DICOM); several roots (Training Testing) are merged."""
     from medtl.io.converters.folder import convert_folder
 
-    settings = prepare_settings(workers, dtype, strict)
-    with make_progress() as progress:
-        convert_folder(
-            sources,
-            out,
-            include=_names(include),
-            exclude=_names(exclude),
-            patient_regex=patient_regex,
-            size=size,
-            channels=channels,
-            dtype=settings.dtype,
-            intensity=intensity,
-            workers=settings.workers,
-            strict=settings.strict,
-            overwrite=overwrite,
-            progress=progress,
-        )
+    _convert_2d(
+        convert_folder,
+        sources,
+        out,
+        include=_names(include),
+        exclude=_names(exclude),
+        patient_regex=patient_regex,
+        size=size,
+        channels=channels,
+        intensity=intensity,
+        workers=workers,
+        dtype=dtype,
+        strict=strict,
+        overwrite=overwrite,
+    )
 
 
 @app.command("list")
@@ -236,27 +256,25 @@ def label_list(
     """ChestX-ray14 lists / Data_Entry_2017.csv, CheXpert CSV, or a simple name,label CSV."""
     from medtl.io.converters.label_list import convert_label_list
 
-    settings = prepare_settings(workers, dtype, strict)
-    with make_progress() as progress:
-        convert_label_list(
-            list_file,
-            out,
-            images=images,
-            list_format=list_format,
-            classes=_names(classes),
-            uncertainty=uncertainty,
-            seed=0 if seed is None else seed,
-            subset=subset,
-            patient_regex=patient_regex,
-            size=size,
-            channels=channels,
-            dtype=settings.dtype,
-            intensity=intensity,
-            workers=settings.workers,
-            strict=settings.strict,
-            overwrite=overwrite,
-            progress=progress,
-        )
+    _convert_2d(
+        convert_label_list,
+        list_file,
+        out,
+        images=images,
+        list_format=list_format,
+        classes=_names(classes),
+        uncertainty=uncertainty,
+        seed=0 if seed is None else seed,
+        subset=subset,
+        patient_regex=patient_regex,
+        size=size,
+        channels=channels,
+        intensity=intensity,
+        workers=workers,
+        dtype=dtype,
+        strict=strict,
+        overwrite=overwrite,
+    )
 
 
 @app.command("seg")
@@ -290,25 +308,23 @@ def seg(
     """Image/mask pairs from mask folders, a pairs CSV or SIIM run-length encodings."""
     from medtl.io.converters.seg_pairs import convert_seg_pairs
 
-    settings = prepare_settings(workers, dtype, strict)
-    with make_progress() as progress:
-        convert_seg_pairs(
-            images,
-            out,
-            masks=masks or (),
-            pairs_csv=pairs_csv,
-            rle_csv=rle_csv,
-            image_suffix=image_suffix,
-            mask_suffix=mask_suffix,
-            binary=not keep_labels,
-            class_names=_names(classes),
-            patient_regex=patient_regex,
-            size=size,
-            channels=channels,
-            dtype=settings.dtype,
-            intensity=intensity,
-            workers=settings.workers,
-            strict=settings.strict,
-            overwrite=overwrite,
-            progress=progress,
-        )
+    _convert_2d(
+        convert_seg_pairs,
+        images,
+        out,
+        masks=masks or (),
+        pairs_csv=pairs_csv,
+        rle_csv=rle_csv,
+        image_suffix=image_suffix,
+        mask_suffix=mask_suffix,
+        binary=not keep_labels,
+        class_names=_names(classes),
+        patient_regex=patient_regex,
+        size=size,
+        channels=channels,
+        intensity=intensity,
+        workers=workers,
+        dtype=dtype,
+        strict=strict,
+        overwrite=overwrite,
+    )

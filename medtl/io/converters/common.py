@@ -12,6 +12,7 @@ is colour. Intensities are scaled to [0, 1] and stored as float16, or as 0..255 
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -311,3 +312,23 @@ def write_store(
         return convert(
             jobs, load, writer, workers=workers, strict=strict, progress=progress, description=description
         )
+
+
+def read_csv_rows(
+    path: Path, *, allow_empty: bool = False
+) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Header and non-blank rows of a CSV as (line number, {column: value}), values stripped."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            rows = [
+                (i, dict(zip(header, (v.strip() for v in row))))
+                for i, row in enumerate(reader, start=2)
+                if any(v.strip() for v in row)
+            ]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(path, f"cannot be read as CSV ({exc})") from None
+    if not header and not allow_empty:
+        raise InputError(path, "empty file")
+    return header, rows

@@ -28,7 +28,6 @@ A row whose label is not valid, or whose image is missing, is skipped and record
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from medtl.io.converters.common import (
     compile_patient_regex,
     decide_format,
     patient_from_name,
+    read_csv_rows,
     stop_if_strict,
     store_image,
     write_store,
@@ -118,23 +118,6 @@ class _Item:
 
 
 # -- reading the list ------------------------------------------------------------------------------
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip() for h in next(reader, [])]
-            rows = [
-                (i, dict(zip(header, (v.strip() for v in row))))
-                for i, row in enumerate(reader, start=2)
-                if any(v.strip() for v in row)
-            ]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(path, f"cannot be read as CSV ({exc})") from None
-    if not header:
-        raise InputError(path, "empty file")
-    return header, rows
-
-
 def detect_format(path: str | Path) -> str:
     """The list format of ``path`` from its header (see the module docstring)."""
     path = Path(path)
@@ -191,7 +174,7 @@ def _parse_nih_list(path: Path, classes: list[str]) -> tuple[list[_Entry], list[
 
 
 def _parse_nih_csv(path: Path, classes: list[str]) -> tuple[list[_Entry], list[Rejected]]:
-    header, rows = _read_csv(path)
+    header, rows = read_csv_rows(path)
     for column in ("Image Index", "Finding Labels"):
         if column not in header:
             raise InputError(path, f"no '{column}' column (not a ChestX-ray14 Data_Entry file)")
@@ -218,7 +201,7 @@ def _parse_nih_csv(path: Path, classes: list[str]) -> tuple[list[_Entry], list[R
 def _parse_chexpert(
     path: Path, classes: list[str], uncertainty: str, seed: int
 ) -> tuple[list[_Entry], list[Rejected]]:
-    header, rows = _read_csv(path)
+    header, rows = read_csv_rows(path)
     for column in ("Path", *classes):
         if column not in header:
             raise InputError(path, f"no '{column}' column (not a CheXpert label file)")
@@ -258,7 +241,7 @@ def _class_sort_key(label: str) -> tuple[int, float | str]:
 def _parse_simple_csv(
     path: Path, classes: Sequence[str] | None
 ) -> tuple[list[_Entry], list[Rejected], list[str]]:
-    header, rows = _read_csv(path)
+    header, rows = read_csv_rows(path)
     if len(header) < 2:
         raise InputError(path, "expected a header row and at least two columns (image, label)")
     image_column = next((c for c in IMAGE_COLUMNS if c in header), header[0])

@@ -24,7 +24,6 @@ then both are resampled to ``size`` (images bilinearly, masks by nearest neighbo
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from medtl.io.converters.common import (
     compile_patient_regex,
     decide_format,
     patient_from_name,
+    read_csv_rows,
     stop_if_strict,
     store_image,
     store_mask,
@@ -199,25 +199,10 @@ def _pairs_from_folders(
     return pairs, rejected
 
 
-def _read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip() for h in next(reader, [])]
-            rows = [
-                (i, dict(zip(header, (v.strip() for v in row))))
-                for i, row in enumerate(reader, start=2)
-                if any(v.strip() for v in row)
-            ]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(path, f"cannot be read as CSV ({exc})") from None
-    return header, rows
-
-
 def _pairs_from_csv(
     table: Path, root: Path
 ) -> tuple[list[tuple[Path, tuple[str, ...], tuple[str, ...]]], list[Rejected]]:
-    header, rows = _read_table(table)
+    header, rows = read_csv_rows(table, allow_empty=True)
     if len(header) < 2:
         raise InputError(table, "expected a header row with image and mask columns")
     image_column = "image" if "image" in header else header[0]
@@ -242,7 +227,7 @@ def _pairs_from_csv(
 def _pairs_from_rle(
     table: Path, root: Path
 ) -> tuple[list[tuple[Path, tuple[str, ...], tuple[str, ...]]], list[Rejected]]:
-    header, rows = _read_table(table)
+    header, rows = read_csv_rows(table, allow_empty=True)
     for column in ("ImageId", "EncodedPixels"):
         if column not in header:
             raise InputError(table, f"no '{column}' column (expected SIIM's train-rle.csv layout)")

@@ -18,6 +18,10 @@ from medtl.progress import Progress
 
 console = Console()
 err_console = Console(stderr=True)
+# Logs and pipes (SLURM) get tables wide enough not to truncate; a terminal keeps its own width.
+for _c in (console, err_console):
+    if not _c.is_terminal and "COLUMNS" not in os.environ:
+        _c.width = 160
 
 # Set by the root callback (--config FILE); commands read it through load_cli_settings().
 state: dict[str, Any] = {"config_file": None}

@@ -10,7 +10,6 @@ written by an interrupted run, and turns ``SkipSample`` into a report entry or, 
 from __future__ import annotations
 
 import multiprocessing
-import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -72,9 +71,10 @@ def _results(
         for job in jobs:
             yield _run_load(load, job)
         return
-    # fork is cheap and safe here (no torch, no threads started by medtl before this point);
-    # elsewhere fall back to the platform default.
-    method = "fork" if sys.platform.startswith("linux") else None
+    # Not fork: a caller (a notebook, the test suite) may have started threads, e.g. torch's
+    # OpenMP pool, and a forked child can deadlock on their locks. A fork server is clean and
+    # costs one interpreter start per conversion.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     workers = min(workers, len(jobs))
     loader, todo = _Loader(load), iter(jobs)

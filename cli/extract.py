@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from medtl_cli.app import console, load_cli_settings, make_progress
-from medtl_cli.options import BatchSizeOpt, DataOpt, DeviceOpt, OutOpt, OverwriteOpt, SplitOpt, WorkersOpt
+from medtl_cli.options import (
+    AllowPartialOpt,
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    InitOpt,
+    NormaliseOpt,
+    OutOpt,
+    OverwriteOpt,
+    SplitOpt,
+    WorkersOpt,
+)
 
 SourceArg = Annotated[
     str, typer.Argument(help="a run directory (its best weights) or a backbone name (see --init)")
-]
-InitOpt = Annotated[
-    str, typer.Option("--init", help="backbone only: random | imagenet | path to a checkpoint")
-]
-AllowPartialOpt = Annotated[bool, typer.Option("--allow-partial", help="go on with backbone weights missing")]
-ImageSizeOpt = Annotated[
-    Optional[int], typer.Option("--image-size", help="backbone only: resize to this size")
-]
-NormaliseOpt = Annotated[
-    str, typer.Option("--normalise", help="backbone only: imagenet | clip | half | minmax | none")
 ]
 
 

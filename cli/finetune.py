@@ -10,10 +10,20 @@ import typer
 from rich.table import Table
 
 from medtl_cli.app import console, load_cli_settings, make_progress
-from medtl_cli.options import BatchSizeOpt, DataOpt, DeviceOpt, SeedOpt, SplitOpt, WorkersOpt
+from medtl_cli.options import (
+    AllowPartialOpt,
+    BackboneOpt,
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    ImageSizeOpt,
+    InitOpt,
+    NormaliseOpt,
+    SeedOpt,
+    SplitOpt,
+    WorkersOpt,
+)
 
-BackboneOpt = Annotated[str, typer.Option("--backbone", help="backbone name (`medtl models list`)")]
-InitOpt = Annotated[str, typer.Option("--init", help="random | imagenet | path to a checkpoint")]
 StrategyOpt = Annotated[str, typer.Option("--strategy", help="built-in strategy or a strategy .toml file")]
 RunsOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="runs directory (default: settings)")]
 
@@ -22,7 +32,6 @@ TaskOpt = Annotated[Optional[str], typer.Option("--task", help="auto | binary | 
 FractionOpt = Annotated[
     Optional[float], typer.Option("--fraction", help="few-shot: fraction of each training class")
 ]
-AllowPartialOpt = Annotated[bool, typer.Option("--allow-partial", help="go on with backbone weights missing")]
 InChansOpt = Annotated[
     Optional[int], typer.Option("--in-chans", help="model input channels (default: the store's)")
 ]
@@ -38,15 +47,11 @@ LrOpt = Annotated[
 GradAccumOpt = Annotated[
     Optional[int], typer.Option("--grad-accum", help="forward passes per optimiser step")
 ]
-ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="resize images to this size")]
 AugmentOpt = Annotated[
     Optional[str],
     typer.Option(
         "--augment", help="none | flip | light | default, or names: crop,hflip,vflip,rotate,intensity"
     ),
-]
-NormaliseOpt = Annotated[
-    Optional[str], typer.Option("--normalise", help="imagenet | clip | half | minmax | none")
 ]
 ClassWeightsOpt = Annotated[
     Optional[str], typer.Option("--class-weights", help="none | balanced | comma-separated weights")

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint test-slurm bench clean
+.PHONY: install demo test lint test-slurm test-gpu clean
 
 install:
 	bash scripts/install.sh $(VENV)
@@ -23,6 +23,10 @@ test: lint
 # Tests marked `slurm` need the local test cluster (slurm/test-cluster.sh start).
 test-slurm: install
 	$(BIN)/pytest -q -m slurm
+
+# Tests marked `gpu` (AMP, channels_last, compile) need a CUDA device.
+test-gpu: install
+	$(BIN)/pytest -q -m gpu
 
 clean:
 	rm -rf demo runs .pytest_cache .ruff_cache

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint test-slurm test-gpu clean
+.PHONY: install demo test lint test-gpu clean
 
 install:
 	bash scripts/install.sh $(VENV)
@@ -19,10 +19,6 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q
-
-# Tests marked `slurm` need the local test cluster (slurm/test-cluster.sh start).
-test-slurm: install
-	$(BIN)/pytest -q -m slurm
 
 # Tests marked `gpu` (AMP, channels_last, compile) need a CUDA device.
 test-gpu: install

@@ -64,6 +64,15 @@ log = logging.getLogger("medtl")
 
 # Test hook: end the process right after the resume state of this many epochs is written.
 KILL_ENV = "MEDTL_TEST_KILL_AFTER_EPOCH"
+
+
+def _test_kill(epochs_done: int, point: str = "") -> None:
+    """Tests set KILL_ENV to "N" (after epoch N's saves) or "N:POINT" to die there like kill -9."""
+    wanted = os.environ.get(KILL_ENV)
+    if wanted and wanted == (f"{epochs_done}:{point}" if point else str(epochs_done)):
+        os._exit(75)
+
+
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
@@ -400,9 +409,12 @@ class Trainer:
                     self._finish_phase(index, phase, resolved, cached)
                 if finished or time.monotonic() - self._saved_at >= c.checkpoint_interval:
                     self._save_resume(optimizer, schedule)
-                kill_after = os.environ.get(KILL_ENV)
-                if kill_after and int(kill_after) == len(s.history):
-                    os._exit(75)
+                if finished:
+                    # Only after the resume state: last.safetensors plus the saved delta give this
+                    # phase's final weights whether a kill comes before or after this write.
+                    _test_kill(len(s.history), "before-last")
+                    self._save_model("last", phase=phase.name, epoch=s.epoch)
+                _test_kill(len(s.history))
                 if finished:
                     break
 
@@ -411,7 +423,6 @@ class Trainer:
         if self.best_delta is not None and s.best is not None and s.best["phase_index"] == index:
             self._save_model("best", self.best_delta, phase=phase.name, epoch=s.best["epoch"])
             self.best_delta = None
-        self._save_model("last", phase=phase.name, epoch=s.epoch)
         rapl_shared = self.meter.method == "rapl" and self.dist.local_rank != 0
         energy = all_reduce_sum(0.0 if rapl_shared else s.phase_energy, self.dist)
         summary = {

@@ -24,7 +24,7 @@ def without_timing(value):
     return value
 
 
-def run_killed(config, after_epochs: int) -> subprocess.CompletedProcess:
+def run_killed(config, after_epochs: int | str) -> subprocess.CompletedProcess:
     """Run ``config`` in a subprocess that dies (os._exit) once ``after_epochs`` epochs are saved."""
     code = (
         "import json, sys\n"
@@ -49,6 +49,8 @@ def run_killed(config, after_epochs: int) -> subprocess.CompletedProcess:
         ("none", 1, 0),  # inside a head phase trained on cached features
         # state saved only at phase ends: killed one epoch after the last save, that epoch is replayed
         ("default", 3, 1e9),
+        # at the end of phase 2, after its resume state is written but before last.safetensors
+        ("default", "4:before-last", 1e9),
     ],
 )
 def test_killed_run_resumes_to_identical_metrics(make_config, augment, kill_after, interval):

@@ -24,10 +24,18 @@ CONFIG_FILE = "config.toml"
 NON_RESULT_FIELDS = frozenset({"num_workers", "out", "run_name", "weights_dir", "checkpoint_interval"})
 
 
+def _names_a_file(value: str) -> bool:
+    """A checkpoint or strategy file (rather than a built-in name such as 'imagenet' or 'DA_L1SB')."""
+    return "/" in value or Path(value).suffix.lower() in FILE_SUFFIXES or Path(value).exists()
+
+
+FILE_SUFFIXES = {".toml", ".pth", ".pt", ".tar", ".ckpt", ".bin", ".safetensors"}
+
+
 class RunConfig(BaseModel):
     """A complete description of one fine-tuning run."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
     # -- data ------------------------------------------------------------------------------
     data: Path = Field(description="prepared store directory")
@@ -103,6 +111,18 @@ class RunConfig(BaseModel):
         description="seconds between resume-state writes (also at every phase end; 0: every epoch). "
         "A resumed run replays the epochs after the last write and ends the same",
     )
+
+    # Paths are stored absolute, so a run (its id, its resume, `medtl evaluate RUN`) does not depend on
+    # the directory a command was started from, e.g. a SLURM job's working directory.
+    @field_validator("data", "split", "out", "weights_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else Path(value).expanduser().resolve()
+
+    @field_validator("init", "strategy")
+    @classmethod
+    def _absolute_file(cls, value: str) -> str:
+        return str(Path(value).expanduser().resolve()) if _names_a_file(value) else value
 
     @field_validator("augment")
     @classmethod

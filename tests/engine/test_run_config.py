@@ -11,7 +11,7 @@ from medtl.errors import ConfigError, InputError
 
 
 def base(**fields) -> RunConfig:
-    return RunConfig(data=Path("stores/brats"), backbone="resnet18", **fields)
+    return RunConfig(**{"data": Path("stores/brats"), "backbone": "resnet18", **fields})
 
 
 def test_run_id_is_stable_and_short():
@@ -40,8 +40,28 @@ def test_run_id_depends_only_on_result_fields(field, value, changes):
 
 def test_run_dir_defaults_to_run_id_under_out():
     config = base(out=Path("runs"))
-    assert config.run_dir == Path("runs") / config.run_id()
-    assert base(run_name="exp1").run_dir == Path("runs/exp1")
+    assert config.run_dir == Path.cwd() / "runs" / config.run_id()
+    assert base(run_name="exp1").run_dir == Path.cwd() / "runs/exp1"
+
+
+def test_paths_are_absolute_so_the_run_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "project" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "project")
+    here = base(split=Path("stores/brats.split.json"), init="ckpt/moco.pth", strategy="my.toml")
+    monkeypatch.chdir(tmp_path / "project" / "sub")
+    there = base(
+        data=Path("../stores/brats"),
+        split=Path("../stores/brats.split.json"),
+        init="../ckpt/moco.pth",
+        strategy="../my.toml",
+        out=Path("../runs"),
+    )
+    assert here.run_id() == there.run_id()
+    assert here.run_dir == there.run_dir == tmp_path / "project" / "runs" / here.run_id()
+    assert here.data == tmp_path / "project" / "stores" / "brats"
+    assert here.init == str(tmp_path / "project" / "ckpt" / "moco.pth")
+    assert base(init="imagenet").init == "imagenet"  # names stay names
+    assert base(strategy="DA_L1SB").strategy == "DA_L1SB"
 
 
 def test_toml_round_trip(tmp_path):

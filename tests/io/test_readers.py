@@ -169,8 +169,9 @@ def test_read_mat_v5_with_scipy(tmp_path):
     assert data["cjdata/label"] == 2.0 and data["cjdata/PID"] == "77"
 
 
-def test_read_mat_garbage(tmp_path):
-    (tmp_path / "x.mat").write_bytes(b"garbage" * 20)
+@pytest.mark.parametrize("content", [b"garbage" * 20, b"", b"MATLAB 5.0"], ids=["garbage", "empty", "cut"])
+def test_read_mat_garbage(tmp_path, content):
+    (tmp_path / "x.mat").write_bytes(content)
     with pytest.raises(InputError, match=r"x\.mat: not a readable \.mat file"):
         read_mat(tmp_path / "x.mat")
 

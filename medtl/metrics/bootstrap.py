@@ -18,6 +18,21 @@ from medtl.metrics.classification import SCALAR_METRICS, MetricTask, classificat
 
 log = logging.getLogger("medtl")
 
+# Below this many patients a patient-level bootstrap interval says little (a few distinct resamples).
+FEW_GROUPS = 10
+
+
+def _warn_if_few_groups(groups: Sequence[Any] | np.ndarray | None) -> None:
+    if groups is None:
+        return
+    count = len(np.unique(np.asarray(groups)))
+    if count < FEW_GROUPS:
+        log.warning(
+            "bootstrap over %d patients: fewer than %d, so the 95%% intervals are unreliable",
+            count,
+            FEW_GROUPS,
+        )
+
 
 def bootstrap_indices(
     num_samples: int, n: int, seed: int = 0, groups: Sequence[Any] | np.ndarray | None = None
@@ -69,6 +84,7 @@ def bootstrap_ci(
     ``groups`` (e.g. patient ids, one per sample) resamples whole groups instead of samples.
     """
     y_true, y_score = to_numpy(y_true), to_numpy(y_score)
+    _warn_if_few_groups(groups)
     values = np.array(
         [metric_fn(y_true[idx], y_score[idx]) for idx in bootstrap_indices(len(y_true), n, seed, groups)],
         dtype=np.float64,
@@ -90,6 +106,7 @@ def bootstrap_metrics(
 ) -> dict[str, tuple[float, float]]:
     """Intervals of several scalar metrics of ``classification_metrics`` from the same resamples."""
     y_true, y_score = to_numpy(y_true), to_numpy(y_score)
+    _warn_if_few_groups(groups)
     values: dict[str, list[float]] = {name: [] for name in metrics}
     for idx in bootstrap_indices(len(y_true), n, seed, groups):
         result = classification_metrics(y_true[idx], y_score[idx], task, threshold=threshold)

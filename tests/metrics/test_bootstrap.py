@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from functools import partial
 
@@ -83,3 +84,15 @@ def test_bootstrap_metrics_gives_every_scalar():
     for low, high in out.values():
         assert 0 <= low <= high <= 1
     assert out["auroc"] == pytest.approx(bootstrap_ci(y, score, partial(auroc, task="multiclass"), n=50))
+
+
+def test_few_patients_give_a_warning(caplog):
+    y = np.array([0, 1] * 10)
+    scores = np.linspace(0, 1, 20)
+    with caplog.at_level(logging.WARNING, logger="medtl"):
+        bootstrap_metrics(y, scores, "binary", n=20, groups=np.repeat(np.arange(4), 5))
+    assert "bootstrap over 4 patients" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medtl"):
+        bootstrap_metrics(y, scores, "binary", n=20, groups=np.arange(20))
+    assert "patients" not in caplog.text

@@ -58,8 +58,9 @@ def class_weights(
         if setting == "none":
             return None
         if task == "multilabel":
-            positives = (np.asarray(train_labels) > 0.5).sum(axis=0).astype(np.float64)
-            negatives = len(train_labels) - positives
+            labels = np.asarray(train_labels)
+            positives = (labels > 0.5).sum(axis=0).astype(np.float64)
+            negatives = ((labels >= 0) & (labels <= 0.5)).sum(axis=0).astype(np.float64)  # not unknowns
             return torch.tensor(negatives / np.maximum(positives, 1.0), dtype=torch.float32)
         counts = np.bincount(np.asarray(train_labels).reshape(-1), minlength=num_classes).astype(np.float64)
         weights = len(train_labels) / (num_classes * np.maximum(counts, 1.0))
@@ -89,7 +90,10 @@ class BinaryLoss(nn.Module):
 
 
 class MultilabelLoss(nn.Module):
-    """BCE per label with optional ``pos_weight`` and label smoothing towards 0.5."""
+    """BCE per label with optional ``pos_weight`` and label smoothing towards 0.5.
+
+    Targets below 0 are unknown (CheXpert's uncertain labels under the ``ignore`` policy) and add
+    nothing to the loss; the mean is over the known entries."""
 
     def __init__(self, pos_weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -97,8 +101,13 @@ class MultilabelLoss(nn.Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        soft = target.float() * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return F.binary_cross_entropy_with_logits(logits.float(), soft, pos_weight=self.pos_weight)
+        target = target.float()
+        known = target >= 0
+        soft = target.clamp(min=0) * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        losses = F.binary_cross_entropy_with_logits(
+            logits.float(), soft, pos_weight=self.pos_weight, reduction="none"
+        )
+        return (losses * known).sum() / known.sum().clamp(min=1)
 
 
 def make_loss(task: TaskKind, weight: torch.Tensor | None, label_smoothing: float) -> nn.Module:

@@ -18,6 +18,8 @@ Conventions (they decide the numbers a study reports, so they are fixed here):
   for ``multilabel`` it is the mean over labels of each label's (TPR + TNR) / 2.
 * Accuracy for ``multilabel`` is subset accuracy (all labels right), as scikit-learn's;
   ``label_accuracy`` is the mean per-label accuracy.
+* ``multilabel`` targets below 0 are unknown (CheXpert's uncertain labels under the ``ignore``
+  policy): every metric leaves those entries out.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def _check(y_true: Any, y_score: Any, task: str) -> tuple[np.ndarray, np.ndarray
             raise ValueError(
                 f"multilabel needs (N, K) targets and scores, got {y_true.shape}, {y_score.shape}"
             )
-        return (y_true > 0.5).astype(np.int64), y_score
+        return np.where(y_true < 0, -1, y_true > 0.5).astype(np.int64), y_score
     y_true = y_true.astype(np.int64).reshape(-1)
     if task == "binary":
         if y_score.ndim > 2 or (y_score.ndim == 2 and y_score.shape[1] not in (1, 2)):
@@ -140,7 +142,10 @@ def auroc_per_class(y_true: Any, y_score: Any, task: MetricTask) -> np.ndarray:
     if task == "multiclass":
         k = y_score.shape[1]
         return np.array([binary_auroc(y_true == c, y_score[:, c]) for c in range(k)])
-    return np.array([binary_auroc(y_true[:, c], y_score[:, c]) for c in range(y_score.shape[1])])
+    known = y_true >= 0
+    return np.array(
+        [binary_auroc(y_true[known[:, c], c], y_score[known[:, c], c]) for c in range(y_score.shape[1])]
+    )
 
 
 def auroc(y_true: Any, y_score: Any, task: MetricTask) -> float:
@@ -168,13 +173,16 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
 
 
 def multilabel_confusion_matrix(y_true: Any, y_pred: Any) -> np.ndarray:
-    """(K, 2, 2) counts per label, each [[tn, fp], [fn, tp]] (scikit-learn's layout)."""
-    t = to_numpy(y_true).astype(bool)
+    """(K, 2, 2) counts per label, each [[tn, fp], [fn, tp]] (scikit-learn's layout); targets
+    below 0 (unknown) are not counted."""
+    raw = to_numpy(y_true)
+    known = raw >= 0
+    t = raw > 0.5
     p = to_numpy(y_pred).astype(bool)
-    tp = (t & p).sum(0)
-    fp = (~t & p).sum(0)
-    fn = (t & ~p).sum(0)
-    tn = (~t & ~p).sum(0)
+    tp = (t & p & known).sum(0)
+    fp = (~t & p & known).sum(0)
+    fn = (t & ~p & known).sum(0)
+    tn = (~t & ~p & known).sum(0)
     return np.stack([np.stack([tn, fp], -1), np.stack([fn, tp], -1)], 1).astype(np.int64)
 
 
@@ -214,7 +222,7 @@ def accuracy(y_true: Any, y_score: Any, task: MetricTask, threshold: float = 0.5
     y_true, y_score = _check(y_true, y_score, task)
     y_pred = predict_labels(y_score, task, threshold)
     if task == "multilabel":
-        return float(np.all(y_pred == y_true, axis=1).mean())
+        return float(np.all((y_pred == y_true) | (y_true < 0), axis=1).mean())
     return float((y_pred == y_true).mean())
 
 
@@ -277,7 +285,8 @@ def classification_metrics(
         result["sensitivity"] = float(recall[1])
         result["specificity"] = float(_safe_div(tn[1], tn[1] + fp[1]))
     if task == "multilabel":
-        result["label_accuracy"] = float((y_pred == y_true).mean())
+        known = y_true >= 0
+        result["label_accuracy"] = float((y_pred == y_true)[known].mean()) if known.any() else math.nan
     result.update(
         {
             "class_names": names,

@@ -7,7 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medtl.engine.losses import class_weights, infer_task, make_loss, num_outputs, scores_from_logits
+from medtl.engine.losses import (
+    MultilabelLoss,
+    class_weights,
+    infer_task,
+    make_loss,
+    num_outputs,
+    scores_from_logits,
+)
 from medtl.errors import ConfigError, InputError
 
 
@@ -87,3 +94,11 @@ def test_scores_per_task():
     assert scores_from_logits(logits[:, :1], "binary").shape == (2,)
     assert torch.allclose(scores_from_logits(logits, "multiclass").sum(1), torch.ones(2))
     assert torch.allclose(scores_from_logits(logits, "multilabel"), torch.sigmoid(logits))
+
+
+def test_multilabel_loss_ignores_unknown_targets():
+    logits = torch.tensor([[0.3, -1.2, 2.0], [1.1, 0.4, -0.5]])
+    target = torch.tensor([[1.0, -1.0, 0.0], [-1.0, 1.0, 1.0]])
+    known = target >= 0
+    expected = F.binary_cross_entropy_with_logits(logits[known], target[known])
+    assert MultilabelLoss()(logits, target).item() == pytest.approx(expected.item())

@@ -217,3 +217,20 @@ def test_accumulator_equals_one_shot_with_tensor_batches(task, n, k, seed, ties)
 def test_bad_shapes_raise(task, y, score, match):
     with pytest.raises(ValueError, match=match):
         classification_metrics(np.array(y), np.array(score), task)
+
+
+def test_unknown_multilabel_targets_are_left_out():
+    """CheXpert 'ignore' stores -1: the metrics equal those computed on the known entries only."""
+    rng = np.random.default_rng(3)
+    y = (rng.random((60, 3)) > 0.5).astype(np.float32)
+    scores = np.clip(y * 0.6 + rng.random((60, 3)) * 0.5, 0, 1)
+    unknown = rng.random((60, 3)) < 0.2
+    y_masked = np.where(unknown, -1.0, y)
+    got = classification_metrics(y_masked, scores, "multilabel")
+    for c in range(3):
+        known = ~unknown[:, c]
+        assert got["auroc_per_class"][c] == pytest.approx(skm.roc_auc_score(y[known, c], scores[known, c]))
+    pred = scores >= 0.5
+    assert got["label_accuracy"] == pytest.approx((pred == y)[~unknown].mean())
+    assert got["accuracy"] == pytest.approx(np.all((pred == y) | unknown, axis=1).mean())
+    assert sum(got["support"]) == int(y[~unknown].sum())

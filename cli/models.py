@@ -61,6 +61,9 @@ def inspect(name: NameArg) -> None:
     for group, count in info["groups"].items():
         channels, reduction = ("", "") if group == "stem" else map(str, next(stages))
         groups.add_row(group, f"{count:,}", channels, reduction)
+    # The head is medtl's, not the backbone's: a Linear on the pooled features per output class.
+    features = info["num_features"]
+    groups.add_row("head", f"{features + 1:,} per output", f"{features} -> K", "")
     console.print(groups)
     cfg = Table("default config", "value")
     for key, value in info["default_cfg"].items():

@@ -46,6 +46,7 @@ def test_inspect_shows_groups_blocks_and_default_cfg():
     assert "│ stem │ 9,536 │ │ │" in out
     assert "│ stage1 │ 215,808 │ 256 │ 4 │" in out
     assert "│ stage4 │ 14,964,736 │ 2048 │ 32 │" in out
+    assert "│ head │ 2,049 per output │ 2048 -> K │ │" in out
     assert "│ mean │ (0.485, 0.456, 0.406) │" in out
     assert "hub/checkpoints/resnet50-0676ba61.pth" in out
 

@@ -127,3 +127,32 @@ def test_make_loader_yields_whole_batches(store, workers):
     assert sorted(rows) == list(range(1, 30))
     np.testing.assert_array_equal(labels.numpy(), store.labels[rows])
     assert len(make_loader(ds, batch_size=8, drop_last=True)) == 3
+
+
+def test_workers_send_stored_rows_and_the_batch_is_finished_here(tmp_path):
+    """With a batchable transform and workers, batches equal those of the in-process loader."""
+    from medtl.data.dataset import _FinishedBatches, make_loader
+    from medtl.data.transforms import build_transforms
+    from medtl.io.store import SampleRecord, StoreWriter
+
+    rng = np.random.default_rng(0)
+    with StoreWriter(
+        tmp_path / "s", task="classification", image_shape=(1, 16, 16), class_names=["a", "b"], label_shape=()
+    ) as writer:
+        writer.add(
+            "u",
+            rng.random((10, 1, 16, 16)).astype(np.float16),
+            [SampleRecord(f"p{i}", "f") for i in range(10)],
+            labels=np.arange(10) % 2,
+        )
+        writer.finish()
+    ds = StoreDataset(tmp_path / "s", transform=build_transforms(False, normalise="imagenet", in_chans=3))
+    plain = list(make_loader(ds, batch_size=4, num_workers=0))
+    loader = make_loader(ds, batch_size=4, num_workers=2)
+    assert isinstance(loader, _FinishedBatches) and len(loader) == 3
+    workers = list(loader)
+    assert [tuple(x.shape) for x, _ in workers] == [(4, 3, 16, 16), (4, 3, 16, 16), (2, 3, 16, 16)]
+    for (a, ya), (b, yb) in zip(plain, workers):
+        assert a.dtype == b.dtype == torch.float32
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(ya, yb)

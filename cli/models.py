@@ -28,11 +28,15 @@ NameArg = Annotated[
 @app.command("list")
 def list_(pattern: PatternArg = None, pretrained: PretrainedOpt = False) -> None:
     """List backbone names with their source and pooled feature size."""
-    from medtl.errors import UnknownChoiceError
+    from medtl.errors import MedtlError, UnknownChoiceError
     from medtl.models.registry import list_backbones, num_features, resolve_name
 
     names = list_backbones(pattern or "*", pretrained=pretrained)
     if not names:
+        # Names often carry the family in the middle (vit_small_patch14_dinov2): suggest *PATTERN*.
+        wider = f"*{(pattern or '').strip('*')}*"
+        if list_backbones(wider, pretrained=pretrained):
+            raise MedtlError(f"no backbone matches '{pattern}'; '{wider}' matches some")
         raise UnknownChoiceError("backbone pattern", pattern or "*", list_backbones())
     show_features = len(names) <= FEATURES_LIMIT
     table = Table("name", "source", "features")

@@ -71,3 +71,9 @@ def test_pattern_without_matches_exit_2():
     result = runner.invoke(app, ["models", "list", "resnet_nope*"])
     assert result.exit_code == 2
     assert "unknown backbone pattern 'resnet_nope*'" in result.stderr
+
+
+def test_a_pattern_that_misses_suggests_the_wider_one():
+    result = runner.invoke(app, ["models", "list", "dinov2*"])
+    assert result.exit_code == 2
+    assert "no backbone matches 'dinov2*'; '*dinov2*' matches some" in result.stderr

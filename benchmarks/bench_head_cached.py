@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import cpu_name
 
 from medtl.engine import RunConfig, run
 from medtl.io.store import SampleRecord, StoreWriter
@@ -48,17 +48,6 @@ def phantom_store(path: Path, n: int, size: int, seed: int = 0) -> Path:
             )
         writer.finish()
     return path
-
-
-def cpu_name() -> str:
-    """The CPU's model name (platform.processor() is often just the architecture)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

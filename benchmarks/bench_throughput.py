@@ -18,11 +18,11 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+from _machine import cpu_name
 from torch import nn
 
 from medtl.engine.optim import build_optimizer
@@ -66,17 +66,6 @@ def step_rate(
     if device.type == "cuda":
         torch.cuda.synchronize()
     return batch * steps / (time.perf_counter() - t0)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (platform.processor() is often just the architecture)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

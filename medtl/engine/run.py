@@ -49,6 +49,7 @@ log = logging.getLogger("medtl")
 # the same samples whatever its own seed.
 AUTO_SPLIT_SEED = 0
 AUTO_SPLIT = {"val": 0.1, "test": 0.2}
+GENERATED = "generated"  # how metrics.json names a split made by the run itself
 
 
 @dataclass
@@ -92,16 +93,27 @@ def resolve_strategy(config: RunConfig) -> Strategy:
     return strategy
 
 
-def _resolve_split(config: RunConfig, store: Store) -> tuple[dict[str, np.ndarray], str]:
-    if config.split is not None:
-        split = load_split(config.split, store)
-        source = str(config.split)
-    elif default_split_path(store.path).is_file():
-        split = load_split(default_split_path(store.path), store)
-        source = str(default_split_path(store.path))
+def resolve_split(
+    config: RunConfig, store: Store, *, recorded: str | None = None
+) -> tuple[dict[str, np.ndarray], str]:
+    """The run's train/val/test indices and where they came from.
+
+    ``recorded`` is the split source a run wrote to metrics.json; it wins, so evaluating a finished
+    run uses its own partitions even if a split file was made later. Then ``config.split``, the store's
+    default split file, else a seeded generated split; ``config.fraction`` takes few-shot subsets.
+    """
+    default = default_split_path(store.path)
+    path = None
+    if recorded is not None and not recorded.startswith(GENERATED):
+        path = Path(recorded)
+    elif recorded is None:
+        path = config.split if config.split is not None else default if default.is_file() else None
+    if path is not None:
+        split = load_split(path, store)
+        source = str(path)
     else:
         split = make_fraction_split(store, seed=AUTO_SPLIT_SEED, **AUTO_SPLIT)
-        source = f"generated (val {AUTO_SPLIT['val']}, test {AUTO_SPLIT['test']}, seed {AUTO_SPLIT_SEED})"
+        source = f"{GENERATED} (val {AUTO_SPLIT['val']}, test {AUTO_SPLIT['test']}, seed {AUTO_SPLIT_SEED})"
     if config.fraction < 1:
         split = few_shot(split, store, config.fraction, seed=config.seed)
     if len(split["train"]) == 0:
@@ -145,7 +157,7 @@ def run(config: RunConfig, *, progress: Progress = NULL_PROGRESS) -> RunResult:
     task = infer_task(store.task, store.num_classes, config.task, store.path)
     if store.labels is None:
         raise InputError(store.path, "has no labels (labels.npy); a classifier needs labelled samples")
-    partitions, split_source = _resolve_split(config, store)
+    partitions, split_source = resolve_split(config, store)
     strategy = resolve_strategy(config)
     store_chans = int(store.shape[0])
     in_chans = config.in_chans or store_chans

@@ -30,9 +30,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from medtl import __version__
 from medtl.data.dataset import StoreDataset
-from medtl.data.splits import PARTITIONS, default_split_path, few_shot, load_split, make_fraction_split
+from medtl.data.splits import PARTITIONS, default_split_path, load_split
 from medtl.engine.inference import TTA_MODES, LoadedRun, load_run, predict
-from medtl.engine.run import AUTO_SPLIT, AUTO_SPLIT_SEED, resolve_device
+from medtl.engine.run import resolve_device, resolve_split
 from medtl.engine.state import METRICS_FILE, write_json
 from medtl.errors import ConfigError, InputError, StoreError, UnknownChoiceError, did_you_mean
 from medtl.evaluate.corruptions import SEVERITIES, get_corruption
@@ -219,24 +219,11 @@ def _run_partitions(loaded: LoadedRun, store: Store) -> dict[str, np.ndarray]:
 
     metrics.json records which split that was; a split file made after the run does not count.
     """
-    config = loaded.config
     try:
         source = json.loads((loaded.run_dir / METRICS_FILE).read_text())["data"]["split"]
     except (OSError, ValueError, KeyError, TypeError):
         source = None
-    if source is not None and str(source).startswith("generated"):
-        split = make_fraction_split(store, seed=AUTO_SPLIT_SEED, **AUTO_SPLIT)
-    elif source is not None:
-        split = load_split(source, store)
-    elif config.split is not None:
-        split = load_split(config.split, store)
-    elif default_split_path(store.path).is_file():
-        split = load_split(default_split_path(store.path), store)
-    else:
-        split = make_fraction_split(store, seed=AUTO_SPLIT_SEED, **AUTO_SPLIT)
-    if config.fraction < 1:
-        split = few_shot(split, store, config.fraction, seed=config.seed)
-    return {name: np.asarray(split[name], dtype=np.int64) for name in PARTITIONS}
+    return resolve_split(loaded.config, store, recorded=None if source is None else str(source))[0]
 
 
 def _indices(loaded: LoadedRun, store: Store, split: str, external: bool) -> np.ndarray:

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from medtl.engine.losses import TaskKind, make_loss, num_outputs, scores_from_logits
+from medtl.engine.run import resolve_device
 from medtl.engine.state import write_json
 from medtl.errors import ConfigError, InputError, OutputExistsError, UnknownChoiceError
 from medtl.io.features import FeatureSet, FeatureSplit, labels_file, load_features
@@ -118,14 +119,6 @@ class ProbeResult:
             "curves": self.curves,
             "metrics": self.metrics,
         }
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA device is available")
-    return torch.device(name)
 
 
 def _np_loss(scores: np.ndarray, y: np.ndarray, task: TaskKind) -> float:
@@ -279,7 +272,7 @@ def _train_torch(
 ) -> ProbeResult:
     from safetensors.torch import save_file
 
-    device = _resolve_device(settings.device)
+    device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
     outputs = num_outputs(task, len(fs.class_names))
     head = build_head(settings.head, fs.dim, outputs).to(device)

@@ -57,6 +57,14 @@ class PathSettings(BaseModel):
     )
 
 
+class SweepSettings(BaseModel):
+    profile: str | None = Field(
+        None, description="SLURM profile of `medtl sweep --slurm`: a name in profiles_dir or a .toml file"
+    )
+    profiles_dir: Path = Field(Path("slurm/profiles"), description="folder of SLURM profiles (NAME.toml)")
+    max_retries: int = Field(2, ge=0, description="times a failed run of a sweep is tried again")
+
+
 class Settings(BaseSettings):
     """All user settings; see ``medtl config show``."""
 
@@ -68,6 +76,7 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
+    sweep: SweepSettings = Field(default_factory=SweepSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -61,7 +61,10 @@ def write_status(run_dir: Path, status: str, **extra: Any) -> None:
             previous = read_json(path)
         except (OSError, ValueError):
             previous = {}
-    data = {"status": status, "started": previous.get("started", now), "updated": now}
+    # Fields other writers added (a sweep's host, SLURM job id, attempt wall time) are kept; a new
+    # attempt clears the previous attempt's outcome.
+    kept = {k: v for k, v in previous.items() if status != "running" or k not in ("error", "finished")}
+    data = {**kept, "status": status, "started": previous.get("started", now), "updated": now}
     if status == "running":
         data["attempts"] = int(previous.get("attempts", 0)) + 1
     else:

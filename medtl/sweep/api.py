@@ -10,7 +10,7 @@ from typing import Any
 
 from medtl.errors import ConfigError, InputError
 from medtl.sweep.containers import ContainerSpec, check_image, prepare_launch
-from medtl.sweep.expand import PlannedRun, expand
+from medtl.sweep.expand import PlannedRun, describe, expand
 from medtl.sweep.job import RunRecord, SweepJob
 from medtl.sweep.local import plan_slots, run_local
 from medtl.sweep.registry import (
@@ -88,10 +88,7 @@ def check_inputs(runs: Sequence[PlannedRun]) -> None:
             seen.add(str(value))
             path = Path(str(value))
             if (name == "split" or path.is_absolute()) and not path.is_file():
-                raise InputError(
-                    path,
-                    f"{name} file not found (run {', '.join(f'{k}={v}' for k, v in run.values.items())})",
-                )
+                raise InputError(path, f"{name} file not found (run {describe(run.values)})")
 
 
 def mounts_for(runs: Sequence[PlannedRun]) -> tuple[list[str], list[str]]:
@@ -236,51 +233,46 @@ class RunStatus:
     error: str | None
 
 
+ENDED_BADLY = ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL")
+
+
 def sweep_status(sweep_dir: str | Path) -> list[RunStatus]:
     """Every run of the sweep from its run directory, merged with squeue/sacct for SLURM jobs."""
     registry = SweepRegistry.open(sweep_dir)
     values = registry.run_values()
     states = registry.states()
     job_ids = [str(s.record.get("slurm_job_id")) for s in states if s.record.get("slurm_job_id")]
-    live = queued_jobs() if job_ids else {}
-    done = accounting(job_ids) if job_ids else {}
-    rows = []
-    for state in states:
-        rec = state.record
-        job = rec.get("slurm_job_id")
-        info = live.get(str(job)) or done.get(str(job)) or {}
-        metrics = read_json(state.run_dir / "metrics.json") or {}
-        best = (metrics.get("best") or {}).get("value")
-        status = state.status
-        error = rec.get("error")
-        slurm_state = info.get("state")
-        if status == "pending" and slurm_state == "RUNNING":
-            status = "starting"
-        if status in ("pending", "interrupted") and slurm_state in (
-            "FAILED",
-            "CANCELLED",
-            "TIMEOUT",
-            "NODE_FAIL",
-            "OUT_OF_MEMORY",
-        ):
-            status = "failed" if slurm_state != "CANCELLED" else "cancelled"
-            error = error or _job_error(registry, str(job)) or f"SLURM job {job} {slurm_state}"
-        rows.append(
-            RunStatus(
-                run_id=state.run_id,
-                values=values.get(state.run_id, {}),
-                state="done" if status == DONE else status,
-                attempts=int(rec.get("attempts", 0)),
-                host=rec.get("host") or info.get("node") or None,
-                elapsed=info.get("elapsed") or _seconds(rec.get("wall_time_s")),
-                job_id=str(job) if job else None,
-                slurm_state=slurm_state,
-                monitor=metrics.get("monitor"),
-                best=best if isinstance(best, (int, float)) else None,
-                error=error,
-            )
-        )
-    return rows
+    # squeue is current; sacct lags it by seconds but remembers finished jobs
+    jobs = {**accounting(job_ids), **queued_jobs()} if job_ids else {}
+    return [_row(registry, state, values.get(state.run_id, {}), jobs) for state in states]
+
+
+def _row(registry: SweepRegistry, state: RunState, values: dict[str, Any], jobs: dict) -> RunStatus:
+    rec = state.record
+    job = str(rec.get("slurm_job_id") or "")
+    info = jobs.get(job, {})
+    metrics = read_json(state.run_dir / "metrics.json") or {}
+    best = (metrics.get("best") or {}).get("value")
+    status, error, slurm_state = state.status, rec.get("error"), info.get("state")
+    if status == "pending" and slurm_state == "RUNNING":
+        status = "starting"
+    if status in ("pending", "interrupted") and slurm_state in ENDED_BADLY:
+        # the job ended before the run could say why (import error, out of memory, cancelled)
+        status = "cancelled" if slurm_state == "CANCELLED" else "failed"
+        error = error or _job_error(registry, job) or f"SLURM job {job} ended {slurm_state}"
+    return RunStatus(
+        run_id=state.run_id,
+        values=values,
+        state="done" if status == DONE else status,
+        attempts=int(rec.get("attempts", 0)),
+        host=rec.get("host") or info.get("node") or None,
+        elapsed=info.get("elapsed") or _seconds(rec.get("wall_time_s")),
+        job_id=job or None,
+        slurm_state=slurm_state,
+        monitor=metrics.get("monitor"),
+        best=best if isinstance(best, (int, float)) else None,
+        error=error if status != DONE else None,
+    )
 
 
 def _seconds(value: Any) -> str | None:

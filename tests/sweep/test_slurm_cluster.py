@@ -1,0 +1,199 @@
+"""Sweeps on a real SLURM cluster (slurm/local-cluster.sh start; CI starts it): one array job per
+sweep, the same metrics as a local sweep, requeue and resume after preemption and time-out, errors
+in `sweep status`, cancel, and re-running a sweep submitting only what is not done."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medtl.sweep import plan_sweep, run_sweep, sweep_status
+from medtl.sweep.registry import SweepRegistry
+from medtl_cli.main import app
+from tests.sweep.conftest import write_spec
+from tests.sweep.test_executors import metrics_of
+
+pytestmark = pytest.mark.slurm
+
+PROFILE = Path(__file__).parents[2] / "slurm" / "profiles" / "local.toml"
+runner = CliRunner()
+
+
+LOCAL_CONF = Path(os.environ.get("MEDTL_SLURM_DIR", "/tmp/medtl-slurm")) / "etc" / "slurm.conf"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    """The cluster SLURM_CONF names, else the one slurm/local-cluster.sh started."""
+    if shutil.which("sinfo") is None:
+        pytest.skip("SLURM is not installed (slurm/local-cluster.sh start)")
+    before = os.environ.get("SLURM_CONF")
+    if before is None and LOCAL_CONF.is_file():
+        os.environ["SLURM_CONF"] = str(LOCAL_CONF)
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    if state.returncode != 0 or not state.stdout.strip():
+        last = (state.stderr.strip().splitlines() or ["no partitions"])[-1]
+        pytest.skip(f"no SLURM controller answers (slurm/local-cluster.sh start): {last}")
+    yield
+    if before is None:
+        os.environ.pop("SLURM_CONF", None)
+
+
+def submit(spec: Path, out: Path, *extra: str) -> str:
+    """`medtl sweep SPEC --slurm` (the short form users were promised); returns the array job id."""
+    result = runner.invoke(
+        app, ["sweep", str(spec), "--slurm", "--profile", str(PROFILE), "--out", str(out), *extra]
+    )
+    assert result.exit_code == 0, result.output
+    assert "as SLURM array job" in result.output, result.output
+    return result.output.split("SLURM array job ")[1].split(";")[0].strip()
+
+
+def wait_until(sweep_dir: Path, done, timeout: float = 300, what: str = "the sweep"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = sweep_status(sweep_dir)
+        if done(rows):
+            return rows
+        time.sleep(2)
+    raise AssertionError(
+        f"{what} did not finish in {timeout} s: {[(r.run_id, r.state, r.slurm_state) for r in rows]}"
+    )
+
+
+def settled(rows) -> bool:
+    return all(r.state in ("done", "failed", "cancelled") for r in rows)
+
+
+def sacct_states(job_id: str) -> dict[str, str]:
+    for _ in range(30):  # sacct lags squeue by a few seconds
+        out = subprocess.run(
+            ["sacct", "-n", "-P", "-X", "-j", job_id, "--format=JobID,State"], capture_output=True, text=True
+        ).stdout
+        rows = [line.split("|", 1) for line in out.splitlines() if "|" in line]
+        states = {job: state.split()[0] for job, state in rows}
+        if states and all(s not in ("RUNNING", "PENDING", "REQUEUED") for s in states.values()):
+            return states
+        time.sleep(1)
+    return states
+
+
+def test_array_sweep_has_the_metrics_of_the_same_sweep_run_locally(spec_dir):
+    path = write_spec(spec_dir, base={"data": "store"}, grid={"seed": [0, 1, 2]})
+    run_sweep(plan_sweep(path, out=spec_dir / "local"))
+    job = submit(path, spec_dir / "slurm")
+    sweep_dir = spec_dir / "slurm" / "study"
+    rows = wait_until(sweep_dir, settled)
+    assert [r.state for r in rows] == ["done"] * 3
+    assert sorted(r.job_id for r in rows) == [f"{job}_0", f"{job}_1", f"{job}_2"]  # ONE array job
+    assert sacct_states(job) == {f"{job}_{i}": "COMPLETED" for i in range(3)}
+    assert metrics_of(sweep_dir) == metrics_of(spec_dir / "local" / "study")
+    status = json.loads((sweep_dir / rows[0].run_id / "status.json").read_text())
+    assert status["executor"] == "slurm" and status["slurm_job_id"] == rows[0].job_id and status["host"]
+
+
+# 40 epochs of full fine-tuning (~1 s each): long enough to be signalled, deterministic so a resumed
+# run must end exactly as an uninterrupted one.
+LONG = {
+    "data": "store",
+    "strategy": "full",
+    "phase_epochs": {"all": 40},
+    "lr": 1e-3,
+    "augment": "flip",
+    "deterministic": True,
+    "checkpoint_interval": 0,
+}
+
+
+def test_preempted_and_timed_out_jobs_requeue_and_resume_to_the_same_metrics(spec_dir):
+    preempt = write_spec(spec_dir, "preempt", base=LONG)
+    timeout = write_spec(spec_dir, "timeout", base=LONG)
+    out = spec_dir / "out"
+    preempt_job = submit(preempt, out)
+    # time limit 1 min: SLURM sends USR2 30 s before it (local.toml's signal_delay_s), about every
+    # 30 s it checks; every leg runs some epochs and requeues until the run is done
+    timeout_job = submit(timeout, out, "--time", "1")
+    reference = run_sweep(plan_sweep(write_spec(spec_dir, "reference", base=LONG), out=out))
+    assert reference.records[0].status == "completed"
+
+    [run_id] = SweepRegistry(out / "preempt").run_ids()
+    resume = out / "preempt" / run_id / "checkpoints" / "resume.pt"
+    deadline = time.monotonic() + 240
+    while not resume.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert resume.exists(), "the preempted run never saved a checkpoint"
+    # Preemption: SLURM's warning signal, delivered twice (as Apptainer does): handled once.
+    for _ in range(2):
+        subprocess.run(["scancel", "--signal=USR2", preempt_job], check=True)
+        time.sleep(0.3)
+
+    expected = metrics_of(out / "reference")
+    expected = next(iter(expected.values()))
+    for name, job in (("preempt", preempt_job), ("timeout", timeout_job)):
+        [row] = wait_until(out / name, settled, timeout=420, what=name)
+        assert row.state == "done", row
+        assert row.attempts >= 2, f"{name}: not requeued ({row.attempts} attempt)"
+        [got] = metrics_of(out / name).values()
+        assert got == expected, f"{name}: resumed metrics differ from an uninterrupted run"
+        log = "".join(p.read_text() for p in (out / name / ".slurm").glob(f"{job}_*_log.err"))
+        case = "preempted" if name == "preempt" else "timed-out"
+        assert f"this job is {case}" in log and "Requeued job" in log + "".join(
+            p.read_text() for p in (out / name / ".slurm").glob(f"{job}_*_log.out")
+        )
+        assert "A temporary saved file already exists" not in log
+        assert "resuming" in log
+
+
+def test_failed_run_shows_its_error_and_rerun_submits_only_the_rest(spec_dir):
+    out = spec_dir / "out"
+    first = write_spec(spec_dir, base={"data": "store"}, zip=[{"seed": [0], "monitor": ["auroc"]}])
+    run_sweep(plan_sweep(first, out=out))  # seed 0 done locally
+    full = write_spec(
+        spec_dir, base={"data": "store"}, zip=[{"seed": [0, 1, 2], "monitor": ["auroc", "auroc", "nope"]}]
+    )
+    job = submit(full, out)
+    manifest = SweepRegistry(out / "study").manifest()
+    assert len(manifest["submissions"][-1]["run_ids"]) == 2  # seed 0 was done: not submitted
+    rows = {r.values["seed"]: r for r in wait_until(out / "study", settled)}
+    assert rows[0].state == "done" and rows[0].job_id is None and rows[0].attempts == 1
+    assert rows[1].state == "done" and rows[1].job_id.startswith(f"{job}_")
+    assert rows[2].state == "failed" and "unknown monitor metric 'nope'" in rows[2].error
+    status = runner.invoke(app, ["sweep", "status", str(out / "study")])
+    assert "unknown monitor metric 'nope'" in status.output and "2 done, 1 failed" in status.output
+    # re-running: the failed run is retried (max retries 2), the done ones are left alone
+    again = runner.invoke(app, ["sweep", str(full), "--slurm", "--profile", str(PROFILE), "--out", str(out)])
+    assert "submitted 1 of 3 runs" in again.output and "2 done" in again.output
+
+
+def test_cancel_stops_the_sweeps_jobs(spec_dir):
+    path = write_spec(spec_dir, base={**LONG, "phase_epochs": {"all": 500}})
+    job = submit(path, spec_dir / "out")
+    sweep_dir = spec_dir / "out" / "study"
+    wait_until(sweep_dir, lambda rows: rows[0].slurm_state == "RUNNING", timeout=120, what="start")
+    result = runner.invoke(app, ["sweep", "cancel", str(sweep_dir)])
+    assert result.exit_code == 0 and f"cancelled SLURM job(s) {job}" in result.output
+    assert set(sacct_states(job).values()) == {"CANCELLED"}
+    [row] = wait_until(sweep_dir, lambda rows: rows[0].slurm_state == "CANCELLED", timeout=60, what="cancel")
+    assert row.state == "cancelled"  # and `medtl sweep` resumes it when run again
+    again = runner.invoke(app, ["sweep", "cancel", str(sweep_dir)])
+    assert "no queued or running SLURM jobs" in again.output
+
+
+def test_one_run_over_two_slurm_tasks_trains_with_ddp(spec_dir):
+    path = write_spec(spec_dir, base={"data": "store", "batch_size": 4})
+    job = submit(path, spec_dir / "out", "--tasks-per-run", "2")
+    sweep_dir = spec_dir / "out" / "study"
+    [row] = wait_until(sweep_dir, settled)
+    assert row.state == "done", row
+    logs = {p.name: p.read_text() for p in (sweep_dir / ".slurm").glob(f"{job}*_log.err")}
+    assert sorted(logs) == [f"{job}_0_log.err", f"{job}_1_log.err"]  # one log per task (rank)
+    assert all("Job completed successfully" in text for text in logs.values())
+    submission = (sweep_dir / ".slurm" / f"{job}_submission.sh").read_text()
+    assert "#SBATCH --ntasks-per-node=2" in submission

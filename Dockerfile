@@ -28,13 +28,15 @@ RUN apt-get update \
     && mkdir -p /opt/medtl /work \
     && chown medtl:medtl /opt/medtl /work
 
-# Only what the install needs (the same list as .dockerignore and apptainer.def's %files).
+# Only what the install needs (the same list as .dockerignore and apptainer.def's %files). Torch and
+# the dependencies go in a layer of their own, rebuilt only when pyproject.toml or the script change.
 WORKDIR /opt/medtl
 COPY --chown=medtl:medtl pyproject.toml README.md ./
 COPY --chown=medtl:medtl scripts/install.sh scripts/install.sh
+USER 10001
+RUN MEDTL_INSTALL_STEP=deps bash scripts/install.sh /opt/medtl/.venv
 COPY --chown=medtl:medtl medtl medtl
 COPY --chown=medtl:medtl cli cli
-USER 10001
 RUN bash scripts/install.sh /opt/medtl/.venv
 
 WORKDIR /work

@@ -39,6 +39,22 @@ class MedtlGroup(TyperGroup):
             hint = f" ({exc.hint})" if exc.hint else ""
             err_console.print(f"[bold red]error:[/] {exc.message}{hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except PermissionError as exc:
+            # Typically a container writing into a bind-mounted folder as another user.
+            if os.environ.get("MEDTL_DEBUG") == "1":
+                raise
+            err_console.print(
+                f"[bold red]error:[/] {permission_message(exc)}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(2) from None
+
+
+def permission_message(exc: PermissionError) -> str:
+    where = exc.filename or "a file"
+    hint = ""
+    if os.environ.get("MEDTL_IN_CONTAINER") == "1":
+        hint = f" (uid {os.getuid()} in the container; use docker run --user $(id -u):$(id -g) ...)"
+    return f"{where}: permission denied{hint}"
 
 
 def new_app(help_text: str, **kwargs: Any) -> typer.Typer:

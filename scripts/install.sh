@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one install script: `make demo`, `make test`, CI, the Dockerfile and apptainer.def all call it.
 #   scripts/install.sh [VENV_DIR]    (default .venv; VENV_DIR=- installs into the current Python)
+#   MEDTL_INSTALL_STEP=deps scripts/install.sh VENV    torch and the dependencies only (Docker layer)
 # Torch is pinned here only (pyproject ranges stay permissive so cluster users pick their CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,15 @@ if [ "$VENV" != "-" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; the
 fi
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+if [ "${MEDTL_INSTALL_STEP:-}" = deps ]; then
+  # Only torch and medtl's dependencies (read from pyproject.toml): the Dockerfile's first install
+  # step, a layer that outlives changes to medtl's own code. Writes no stamp: the full install follows.
+  mapfile -t DEPS < <("${PIP[0]}" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
+  # shellcheck disable=SC2086
+  "${PIP[@]}" install -q $TORCH_SPEC "${DEPS[@]}" "setuptools>=64"
+  echo "dependencies installed into $VENV"
+  exit 0
+fi
 # shellcheck disable=SC2086
 "${PIP[@]}" install -q $TORCH_SPEC
 if [ -n "$EXTRAS" ]; then

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medtl.errors import ConfigError, InputError
-from medtl.sweep.containers import ContainerSpec, check_image, prepare_launch
+from medtl.sweep.containers import ContainerSpec, check_image, check_mount_points, prepare_launch
 from medtl.sweep.expand import PlannedRun, describe, expand
 from medtl.sweep.job import RunRecord, SweepJob
 from medtl.sweep.local import plan_slots, run_local
@@ -91,16 +91,19 @@ def check_inputs(runs: Sequence[PlannedRun]) -> None:
                 raise InputError(path, f"{name} file not found (run {describe(run.values)})")
 
 
-def mounts_for(runs: Sequence[PlannedRun]) -> tuple[list[str], list[str]]:
-    """Host paths a containerised job needs: (read-write, read-only)."""
+def mounts_for(plan: Plan) -> tuple[list[str], list[str]]:
+    """Host paths a containerised job needs at the same place: (read-write, read-only).
+
+    The sweep folder is written; stores, split files, checkpoints, strategy files and the weights
+    folder are only read.
+    """
     ro: set[str] = set()
-    for run in runs:
-        config = run.config
+    for run in plan.runs:
         for name in ("data", "split", "init", "strategy", "weights_dir"):
-            value = getattr(config, name, None)
+            value = getattr(run.config, name, None)
             if value is not None and Path(str(value)).is_absolute() and Path(str(value)).exists():
                 ro.add(str(value))
-    return [], sorted(ro)
+    return [str(plan.sweep_dir)], sorted(ro)
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -150,6 +153,8 @@ def run_sweep(
         if slurm is None:
             raise ConfigError("--container runs SLURM jobs inside a container: add --slurm")
         check_image(container)
+        rw, ro = mounts_for(plan)
+        check_mount_points(container, [*rw, *ro, *container.binds])
     if slurm is not None and cluster == "slurm":
         test_submission(slurm)
     slots = None
@@ -183,9 +188,9 @@ def _submit(
 ) -> Submission:
     launch = None
     if container is not None:
-        rw, ro = mounts_for(plan.runs)
+        rw, ro = mounts_for(plan)
         spec = container.model_copy(update={"gpus": container.gpus or profile.gpus_per_run > 0})
-        launch = prepare_launch(spec, registry.slurm_dir / "bin", [registry.root, *rw], ro)
+        launch = prepare_launch(spec, registry.slurm_dir / "bin", rw, ro)
     executor = make_executor(
         registry.slurm_dir, profile, f"medtl-{plan.spec.name}", launch=launch, cluster=cluster
     )

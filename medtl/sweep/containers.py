@@ -89,6 +89,18 @@ def check_image(spec: ContainerSpec) -> None:
         raise InputError(spec.image, f"container image not found ({spec.runtime} image inspect)")
 
 
+def check_mount_points(spec: ContainerSpec, paths: Iterable[str]) -> None:
+    """ch-run (before charliecloud 0.32) binds only onto folders that exist in the image."""
+    if spec.runtime != "charliecloud":
+        return
+    for path in bind_paths(paths):
+        if not (Path(spec.image) / path.lstrip("/")).is_dir():
+            raise InputError(
+                spec.image,
+                f"the image has no mount point for {path} (ch-run needs one: mkdir -p {spec.image}{path})",
+            )
+
+
 def bind_paths(paths: Iterable[str | Path]) -> list[str]:
     """Absolute host paths to mount, without any that lies inside another."""
     unique = sorted({str(Path(p).expanduser().resolve()) for p in paths})

@@ -91,6 +91,18 @@ def global_rank(env: dict[str, str] | None = None) -> int:
     return int(env.get("RANK") or env.get("SLURM_PROCID") or 0)
 
 
+def container_kind(env: dict[str, str] | None = None) -> str | None:
+    """The container runtime this process runs in, as far as it can tell (None: none)."""
+    env = os.environ if env is None else env
+    if env.get("APPTAINER_CONTAINER") or env.get("SINGULARITY_CONTAINER"):
+        return "apptainer"
+    if env.get("CH_RUNNING"):
+        return "charliecloud"
+    if env.get("MEDTL_IN_CONTAINER") == "1" or Path("/.dockerenv").exists():
+        return "docker"  # medtl's image (docker, podman, pyxis/enroot)
+    return None
+
+
 def error_line(exc: BaseException) -> str:
     if isinstance(exc, MedtlError):
         return exc.message + (f" ({exc.hint})" if exc.hint else "")
@@ -146,6 +158,8 @@ def run_one(run_dir: str | Path, *, executor: str = "local") -> RunRecord:
             pid=os.getpid(),
             executor=executor,
             slurm_job_id=slurm_job_id(),
+            python=sys.executable,
+            container=container_kind(),
             error=None,
         )
         t0 = time.monotonic()

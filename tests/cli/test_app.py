@@ -77,3 +77,23 @@ def test_help_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_permission_error_is_one_line_naming_the_file(monkeypatch):
+    sub = typer.Typer()
+
+    @sub.command("write")
+    def write() -> None:
+        raise PermissionError(13, "Permission denied", "/work/runs/x")
+
+    app.add_typer(sub, name="testperm")
+    try:
+        monkeypatch.delenv("MEDTL_DEBUG", raising=False)
+        monkeypatch.setenv("MEDTL_IN_CONTAINER", "1")
+        result = runner.invoke(app, ["testperm", "write"])
+    finally:
+        app.registered_groups.pop()
+    assert result.exit_code == 2
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: /work/runs/x: permission denied (uid ")
+    assert "docker run --user $(id -u):$(id -g)" in line

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -99,12 +100,12 @@ def test_array_sweep_has_the_metrics_of_the_same_sweep_run_locally(spec_dir):
     assert status["executor"] == "slurm" and status["slurm_job_id"] == rows[0].job_id and status["host"]
 
 
-# 40 epochs of full fine-tuning (~1 s each): long enough to be signalled, deterministic so a resumed
-# run must end exactly as an uninterrupted one.
+# 70 epochs of full fine-tuning (1-1.5 s each): longer than the 90 s in which SLURM signals a job
+# with a 2-minute limit; deterministic, so a resumed run must end exactly as an uninterrupted one.
 LONG = {
     "data": "store",
     "strategy": "full",
-    "phase_epochs": {"all": 40},
+    "phase_epochs": {"all": 70},
     "lr": 1e-3,
     "augment": "flip",
     "deterministic": True,
@@ -117,22 +118,29 @@ def test_preempted_and_timed_out_jobs_requeue_and_resume_to_the_same_metrics(spe
     timeout = write_spec(spec_dir, "timeout", base=LONG)
     out = spec_dir / "out"
     preempt_job = submit(preempt, out)
-    # time limit 1 min: SLURM sends USR2 30 s before it (local.toml's signal_delay_s), about every
-    # 30 s it checks; every leg runs some epochs and requeues until the run is done
-    timeout_job = submit(timeout, out, "--time", "1")
-    reference = run_sweep(plan_sweep(write_spec(spec_dir, "reference", base=LONG), out=out))
-    assert reference.records[0].status == "completed"
+    # A 2-minute limit: USR2 is due 30 s before it (local.toml's signal_delay_s), and SLURM sends it
+    # up to 60 s early (it checks about every 30 s), so 30-90 s after the start; every leg trains some
+    # epochs, requeues, and the next one resumes, until the run is done.
+    timeout_job = submit(timeout, out, "--time", "2")
+    # the uninterrupted reference, computed meanwhile in another process
+    medtl = Path(sys.executable).parent / "medtl"
+    reference_log = (spec_dir / "reference.log").open("w")
+    reference = subprocess.Popen(
+        [str(medtl), "sweep", str(write_spec(spec_dir, "reference", base=LONG)), "--out", str(out)],
+        stdout=reference_log,
+        stderr=subprocess.STDOUT,
+    )
 
     [run_id] = SweepRegistry(out / "preempt").run_ids()
     resume = out / "preempt" / run_id / "checkpoints" / "resume.pt"
     deadline = time.monotonic() + 240
     while not resume.exists() and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.5)
     assert resume.exists(), "the preempted run never saved a checkpoint"
-    # Preemption: SLURM's warning signal, delivered twice (as Apptainer does): handled once.
-    for _ in range(2):
-        subprocess.run(["scancel", "--signal=USR2", preempt_job], check=True)
-        time.sleep(0.3)
+    # Preemption: SLURM's warning signal, delivered twice in a row (as Apptainer does): handled once.
+    subprocess.run(["scancel", "--signal=USR2", preempt_job], check=True)
+    subprocess.run(["scancel", "--signal=USR2", preempt_job], check=False)  # may find it requeued
+    assert reference.wait(timeout=400) == 0, (spec_dir / "reference.log").read_text()[-2000:]
 
     expected = metrics_of(out / "reference")
     expected = next(iter(expected.values()))

@@ -1,9 +1,10 @@
-# The README's two commands: `make demo` and `make test`. Both create .venv through the one install script.
+# The README's commands: `make demo`, `make test` and `make test-all` (what CI runs). Each creates
+# .venv through the one install script.
 VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint test-gpu clean
+.PHONY: install demo test test-all services lint test-gpu clean
 
 install:
 	bash scripts/install.sh $(VENV)
@@ -16,9 +17,27 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
+	bash -n slurm/local-cluster.sh scripts/local-containers.sh
 
 test: lint
 	$(BIN)/pytest -q
+
+# Everything that can run on this machine: the slurm, container and slow tests too, against a private
+# SLURM cluster and Docker daemon that this target installs (Debian packages, once) and starts, and
+# the project's own image built from the Dockerfile. `gpu` tests run only where CUDA is. pytest's
+# exit code 5 ("no tests ran") is not a failure.
+SLURM_DIR ?= /tmp/medtl-slurm
+CONTAINERS_DIR ?= /var/tmp/medtl-containers
+test-all: lint services
+	@markers=$$($(BIN)/python -c 'import torch; print("" if torch.cuda.is_available() else "not gpu")'); \
+	rc=0; SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf DOCKER_HOST=unix://$(CONTAINERS_DIR)/run/docker.sock \
+	  MEDTL_CONTAINERS_DIR=$(CONTAINERS_DIR) $(BIN)/pytest -q --durations=15 -m "$$markers" || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+services: install
+	MEDTL_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster.sh start
+	MEDTL_CONTAINERS_DIR=$(CONTAINERS_DIR) bash scripts/local-containers.sh start
+	MEDTL_CONTAINERS_DIR=$(CONTAINERS_DIR) bash scripts/local-containers.sh image
 
 # Tests marked `gpu` (AMP, channels_last, compile) need a CUDA device.
 test-gpu: install

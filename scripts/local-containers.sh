@@ -82,7 +82,8 @@ wheelhouse() {
   # shellcheck disable=SC2086
   printf '%s\n' $torch "setuptools>=64" "wheel" > "$D/requirements.txt"
   printf '%s\n' "$deps" >> "$D/requirements.txt"
-  "$PY" -m pip download -q --disable-pip-version-check -d "$D/wheels" -r "$D/requirements.txt"
+  "$PY" -m pip download -q --disable-pip-version-check -d "$D/wheels" -r "$D/requirements.txt" \
+    > "$D/wheels.log" 2>&1 || { tail -20 "$D/wheels.log" >&2; fail "pip download failed"; }
 }
 
 image() {
@@ -90,7 +91,7 @@ image() {
   base_image
   wheelhouse
   local port; port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  python3 -m http.server "$port" --bind 127.0.0.1 --directory "$D/wheels" > "$D/wheels.log" 2>&1 &
+  python3 -m http.server "$port" --bind 127.0.0.1 --directory "$D/wheels" > "$D/http.log" 2>&1 &
   local server=$!
   trap 'kill $server 2>/dev/null || true' EXIT
   for _ in $(seq 40); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" 2>/dev/null && break; sleep 0.25; done

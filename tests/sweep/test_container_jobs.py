@@ -24,7 +24,7 @@ from tests.sweep.conftest import write_spec
 from tests.sweep.test_executors import metrics_of
 from tests.sweep.test_slurm_cluster import LONG, cluster, settled, submit, wait_until  # noqa: F401
 
-pytestmark = [pytest.mark.slurm, pytest.mark.container]
+pytestmark = [pytest.mark.slurm, pytest.mark.container, pytest.mark.timeout(900)]
 
 IMAGE = os.environ.get("MEDTL_TEST_IMAGE", "medtl:ci")
 CONTAINERS = Path(os.environ.get("MEDTL_CONTAINERS_DIR", "/var/tmp/medtl-containers"))

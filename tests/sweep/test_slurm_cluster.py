@@ -21,7 +21,7 @@ from medtl_cli.main import app
 from tests.sweep.conftest import write_spec
 from tests.sweep.test_executors import metrics_of
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
 
 PROFILE = Path(__file__).parents[2] / "slurm" / "profiles" / "local.toml"
 runner = CliRunner()

@@ -261,7 +261,7 @@ def _row(registry: SweepRegistry, state: RunState, values: dict[str, Any], jobs:
     status, error, slurm_state = state.status, rec.get("error"), info.get("state")
     if status == "pending" and slurm_state == "RUNNING":
         status = "starting"
-    if status in ("pending", "interrupted") and slurm_state in ENDED_BADLY:
+    if status in ("pending", "interrupted") and slurm_state in (*ENDED_BADLY, "COMPLETED"):
         # the job ended before the run could say why (import error, out of memory, cancelled)
         status = "cancelled" if slurm_state == "CANCELLED" else "failed"
         error = error or _job_error(registry, job) or f"SLURM job {job} ended {slurm_state}"

@@ -153,7 +153,7 @@ trap stop EXIT
 {exe} run --rm --name "$name" --init --sig-proxy=false --network host --ipc host \\
   --user "$(id -u):$(id -g)" -e HOME=/tmp "${{envs[@]}}" "${{gpus[@]}}" \\
   {mounts} {options} \\
-  {image} {enter} "$@" &
+  --entrypoint {enter} {image} "$@" &
 child=$!
 while :; do
   wait "$child"
@@ -206,9 +206,11 @@ def prepare_launch(
         python=str(bin_dir / "container-python"),
         setup=[f"export MEDTL_REQUEUE_DIR={shlex.quote(str(requeue))}"],
         teardown=[
+            "medtl_rc=$?  # srun's exit status: the job's, whatever the teardown does",
             # submitit asked (through the shim) for a requeue that only the host can do
             'req="$MEDTL_REQUEUE_DIR/$SLURM_JOB_ID"; if [ -s "$req" ]; then '
-            'scontrol requeue "$(cat "$req")" && rm -f "$req"; fi'
+            'scontrol requeue "$(cat "$req")" && rm -f "$req"; fi',
+            'exit "$medtl_rc"',
         ],
     )
     q = shlex.quote

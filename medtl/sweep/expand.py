@@ -57,14 +57,14 @@ def excluded(values: dict[str, Any], spec: SweepSpec) -> bool:
 
 
 def _set_path(config: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.b.c`` in a shallow copy of the base: the tables on the path are copied, not shared."""
     *sections, leaf = path.split(".")
     node = config
     for part in sections:
         child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[leaf] = copy.deepcopy(value)
+        node[part] = dict(child) if isinstance(child, dict) else {}
+        node = node[part]
+    node[leaf] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
 
 
 @contextmanager
@@ -95,7 +95,7 @@ def expand(spec: SweepSpec, run_config: type[BaseModel], out: Path) -> list[Plan
         for values in combinations(spec):
             if excluded(values, spec):
                 continue
-            fields = copy.deepcopy(spec.base)
+            fields = dict(spec.base)  # validation reads, never changes, the values
             for path, value in values.items():
                 _set_path(fields, path, value)
             fields["out"] = str(sweep_dir)

@@ -129,9 +129,10 @@ class LogProgress(Progress):
             self._tasks[task] = (desc, t0, time.monotonic())
             log.info("%s: %s", desc, " ".join(f"{k}={v}" for k, v in info.items()))
 
-    def end(self, task: int) -> None:
+    def end(self, task: int, *, interrupted: bool = False) -> None:
         desc, t0, _ = self._tasks.get(task, ("task", time.monotonic(), 0.0))
-        log.info("%s: done in %.1fs", desc, time.monotonic() - t0)
+        how = "interrupted after" if interrupted else "done in"
+        log.info("%s: %s %.1fs", desc, how, time.monotonic() - t0)
 
     def message(self, text: str) -> None:
         log.info("%s", text)

@@ -90,6 +90,9 @@ def run(
     parallelism: Annotated[
         Optional[int], typer.Option("--array-parallelism", help="array tasks running at once")
     ] = None,
+    runs_per_task: Annotated[
+        Optional[int], typer.Option("--runs-per-task", help="runs each array task trains in turn")
+    ] = None,
     container: Annotated[
         Optional[str], typer.Option("--container", help="run jobs inside IMAGE (.sif, sandbox, image name)")
     ] = None,
@@ -126,6 +129,7 @@ def run(
         "gpus_per_run": gpus_per_run,
         "tasks_per_run": tasks_per_run,
         "array_parallelism": parallelism,
+        "runs_per_task": runs_per_task,
     }
     slurm_profile = None
     if slurm:

@@ -11,7 +11,7 @@ from typing import Any
 from medtl.errors import ConfigError, InputError
 from medtl.sweep.containers import ContainerSpec, check_image, check_mount_points, prepare_launch
 from medtl.sweep.expand import PlannedRun, describe, expand
-from medtl.sweep.job import RunRecord, SweepJob
+from medtl.sweep.job import RunRecord, SweepJob, record_of
 from medtl.sweep.local import plan_slots, run_local
 from medtl.sweep.registry import (
     DONE,
@@ -194,11 +194,13 @@ def _submit(
     executor = make_executor(
         registry.slurm_dir, profile, f"medtl-{plan.spec.name}", launch=launch, cluster=cluster
     )
-    run_dirs = [str(s.run_dir) for s in todo]
-    jobs = executor.map_array(SweepJob(), run_dirs)
+    size = profile.runs_per_task
+    chunks = [[str(s.run_dir) for s in todo[i : i + size]] for i in range(0, len(todo), size)]
+    jobs = executor.map_array(SweepJob(), chunks)
     array_id = str(jobs[0].job_id).split("_")[0]
-    for state, job in zip(todo, jobs):
-        update_run_status(state.run_dir, status="pending", slurm_job_id=str(job.job_id), error=None)
+    for chunk, job in zip(chunks, jobs):
+        for run_dir in chunk:
+            update_run_status(Path(run_dir), status="pending", slurm_job_id=str(job.job_id), error=None)
     registry.add_submission(
         {
             "executor": "slurm" if cluster == "slurm" else cluster,
@@ -210,13 +212,11 @@ def _submit(
     )
     submission = Submission(plan.sweep_dir, [s.run_id for s in todo], skipped, cluster, job_id=array_id)
     if cluster == "debug":  # in-process: run them now (tests)
-        for job in jobs:
+        for chunk, job in zip(chunks, jobs):
             try:
-                submission.records.append(job.result())
+                submission.records.extend(job.result())
             except Exception:
-                from medtl.sweep.job import record_of
-
-                submission.records.append(record_of(Path(job.submission().args[0])))
+                submission.records.extend(record_of(Path(d)) for d in chunk)
     return submission
 
 

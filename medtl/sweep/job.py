@@ -153,12 +153,15 @@ def run_one(run_dir: str | Path, *, executor: str = "local") -> RunRecord:
         run(config)
         return record_of(run_dir)
     with exclusive(run_dir, "run"):
+        job = slurm_job_id()
+        if job is None and executor == "slurm":  # submitit's debug executor: keep the submitted id
+            job = read_run_status(run_dir).get("slurm_job_id")
         update_run_status(
             run_dir,
             host=socket.gethostname(),
             pid=os.getpid(),
             executor=executor,
-            slurm_job_id=slurm_job_id(),
+            slurm_job_id=job,
             python=sys.executable,
             container=container_kind(),
             error=None,
@@ -209,15 +212,29 @@ def make_signal_idempotent(signum: int = signal.SIGUSR2) -> None:
 
 
 class SweepJob(submitit.helpers.Checkpointable):
-    """The callable submitit runs in each array task: ``SweepJob()(run_dir)``.
+    """The callable submitit runs in each array task: ``SweepJob()(run_dirs)``, one or more runs.
 
-    ``checkpoint`` (inherited) resubmits the same call; the run directory is the whole state.
+    Several runs per task (``runs_per_task``) share one Python start and torch import. ``checkpoint``
+    (inherited) resubmits the same call: the run directories are the whole state, and runs already
+    done return at once.
     """
 
-    def __call__(self, run_dir: str) -> RunRecord:
+    def __call__(self, run_dirs: str | list[str]) -> list[RunRecord]:
         _setup_logging()
         make_signal_idempotent()
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
             # One run on several tasks (--gpus-per-run / --tasks-per-run): torch.distributed from SLURM.
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        return run_one(run_dir, executor="slurm")
+        run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
+        if len(run_dirs) == 1:
+            return [run_one(run_dirs[0], executor="slurm")]  # its own error ends the task
+        records, failed = [], []
+        for run_dir in run_dirs:
+            try:
+                records.append(run_one(run_dir, executor="slurm"))
+            except Exception as exc:  # recorded in its status.json; the task's other runs go on
+                failed.append(f"{Path(run_dir).name}: {error_line(exc)}")
+                records.append(record_of(Path(run_dir)))
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(run_dirs)} runs failed: " + "; ".join(failed))
+        return records

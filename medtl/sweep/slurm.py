@@ -73,6 +73,9 @@ class SlurmProfile(BaseModel):
     )
     nodes_per_run: int = Field(1, ge=1, description="nodes of one run (DDP across nodes)")
     array_parallelism: int = Field(64, ge=1, description="array tasks running at once")
+    runs_per_task: int = Field(
+        1, ge=1, description="runs one array task trains in turn (tiny runs: share Python and torch start-up)"
+    )
     signal_delay_s: int = Field(120, ge=10, description="USR2 this long before the time limit")
     max_timeouts: int = Field(10, ge=0, description="requeues after reaching the time limit")
     constraint: str | None = Field(None, description="node features (sbatch --constraint)")

@@ -124,3 +124,15 @@ def test_missing_store_split_and_image_are_reported_before_anything_is_written(s
         run_sweep(plan_sweep(path, out=spec_dir / "out"), slurm=PROFILE, container=image, cluster="debug")
     with pytest.raises(ConfigError, match=r"--container runs SLURM jobs inside a container: add --slurm"):
         run_sweep(plan_sweep(path, out=spec_dir / "out"), container=image)
+
+
+def test_several_runs_per_array_task_share_one_task_and_a_failure_spares_the_others(spec_dir):
+    path = write_spec(
+        spec_dir, base={"data": "store"}, zip=[{"seed": [0, 1, 2], "monitor": ["nope", "auroc", "auroc"]}]
+    )
+    plan = plan_sweep(path, out=spec_dir / "out")
+    profile = PROFILE.model_copy(update={"runs_per_task": 2})
+    submission = run_sweep(plan, slurm=profile, cluster="debug")
+    assert sorted(r.status for r in submission.records) == ["completed", "completed", "failed"]
+    jobs = {r.values["seed"]: r.job_id for r in sweep_status(plan.sweep_dir)}
+    assert jobs[0] == jobs[1] != jobs[2]  # runs 0 and 1 shared the first task

@@ -26,18 +26,18 @@ test: lint
 # SLURM cluster and Docker daemon that this target installs (Debian packages, once) and starts, and
 # the project's own image built from the Dockerfile. `gpu` tests run only where CUDA is. pytest's
 # exit code 5 ("no tests ran") is not a failure.
-SLURM_DIR ?= /tmp/medtl-slurm
-CONTAINERS_DIR ?= /var/tmp/medtl-containers
+export MEDTL_SLURM_DIR ?= /tmp/medtl-slurm
+export MEDTL_CONTAINERS_DIR ?= /var/tmp/medtl-containers
 test-all: lint services
 	@markers=$$($(BIN)/python -c 'import torch; print("" if torch.cuda.is_available() else "not gpu")'); \
-	rc=0; SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf DOCKER_HOST=unix://$(CONTAINERS_DIR)/run/docker.sock \
-	  MEDTL_CONTAINERS_DIR=$(CONTAINERS_DIR) $(BIN)/pytest -q --durations=15 -m "$$markers" || rc=$$?; \
+	rc=0; SLURM_CONF=$(MEDTL_SLURM_DIR)/etc/slurm.conf DOCKER_HOST=unix://$(MEDTL_CONTAINERS_DIR)/run/docker.sock \
+	  $(BIN)/pytest -q --durations=15 -m "$$markers" || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 services: install
-	MEDTL_SLURM_DIR=$(SLURM_DIR) bash slurm/local-cluster.sh start
-	MEDTL_CONTAINERS_DIR=$(CONTAINERS_DIR) bash scripts/local-containers.sh start
-	MEDTL_CONTAINERS_DIR=$(CONTAINERS_DIR) bash scripts/local-containers.sh image
+	bash slurm/local-cluster.sh start
+	bash scripts/local-containers.sh start
+	bash scripts/local-containers.sh image
 
 # Tests marked `gpu` (AMP, channels_last, compile) need a CUDA device.
 test-gpu: install

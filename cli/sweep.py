@@ -175,9 +175,9 @@ def _print_submission(submission, total: int) -> None:
     elif not submission.started:
         console.print(f"nothing to run{skipped}", highlight=False)
     else:
-        failed = sum(r.status != "completed" for r in submission.records)
+        failed = sum(r.status == "failed" for r in submission.records)
         console.print(
-            f"ran {len(submission.started)} of {total} runs ({failed} not completed){skipped}; "
+            f"ran {len(submission.started)} of {total} runs ({failed} failed){skipped}; "
             f"see `medtl sweep status {submission.sweep_dir}`",
             highlight=False,
         )

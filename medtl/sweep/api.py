@@ -127,10 +127,11 @@ class LocalOptions:
     cpus: int | None = None
 
 
-def _todo(registry: SweepRegistry, plan: Plan, max_retries: int, slurm: bool) -> tuple[list[RunState], dict]:
+def _todo(registry: SweepRegistry, plan: Plan, max_retries: int) -> tuple[list[RunState], dict]:
     wanted = {r.run_id for r in plan.runs}
     states = [s for s in registry.states() if s.run_id in wanted]
-    queued = set(queued_jobs()) if slurm else set()
+    # runs once submitted to SLURM may still be queued there, whichever executor runs the rest
+    queued = set(queued_jobs()) if any(s.record.get("slurm_job_id") for s in states) else set()
     return select_runs(states, max_retries=max_retries, queued_jobs=queued)
 
 
@@ -165,7 +166,7 @@ def run_sweep(
     registry = SweepRegistry(plan.sweep_dir)
     with registry.lock():
         registry.record(plan.spec, plan.runs)
-        todo, skipped = _todo(registry, plan, max_retries, slurm is not None)
+        todo, skipped = _todo(registry, plan, max_retries)
         run_dirs = [s.run_dir for s in todo]
         if not run_dirs:
             return Submission(plan.sweep_dir, [], skipped, "slurm" if slurm else "local")

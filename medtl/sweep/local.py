@@ -19,6 +19,7 @@ from typing import Any
 
 from medtl.errors import ConfigError
 from medtl.sweep.job import RunRecord, error_line, record_of, run_one
+from medtl.sweep.locks import LockedError
 from medtl.sweep.registry import LOCAL_LOG
 
 log = logging.getLogger("medtl")
@@ -143,6 +144,9 @@ def run_local(
 
 def _failed(run_dir: Path, exc: BaseException) -> RunRecord:
     record = record_of(Path(run_dir))
+    if isinstance(exc, LockedError):  # another process started it meanwhile: not a failure
+        record.status, record.error = "running elsewhere", str(exc)
+        return record
     record.status = "failed"
     record.error = record.error or error_line(exc)
     return record

@@ -25,7 +25,7 @@ def test_short_form_runs_then_status_shows_the_failed_runs_error_and_logs(spec_d
     out = spec_dir / "out"
     result = runner.invoke(app, ["sweep", str(path), "--out", str(out)])
     assert result.exit_code == 1  # one run failed
-    assert "ran 2 of 2 runs (1 not completed)" in result.output
+    assert "ran 2 of 2 runs (1 failed)" in result.output
 
     status = runner.invoke(app, ["sweep", "status", str(out / "study")])
     assert status.exit_code == 0, status.output

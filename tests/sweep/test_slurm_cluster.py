@@ -205,3 +205,23 @@ def test_one_run_over_two_slurm_tasks_trains_with_ddp(spec_dir):
     assert all("Job completed successfully" in text for text in logs.values())
     submission = (sweep_dir / ".slurm" / f"{job}_submission.sh").read_text()
     assert "#SBATCH --ntasks-per-node=2" in submission
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--partition=nope", "invalid partition specified: nope"),
+        ("--account=nope", "Invalid account or account/partition combination specified"),
+    ],
+)
+def test_unknown_partition_or_account_is_refused_before_submission_with_sbatchs_message(
+    spec_dir, flag, message, monkeypatch
+):
+    monkeypatch.delenv("MEDTL_DEBUG", raising=False)
+    path = write_spec(spec_dir, base={"data": "store"})
+    args = ["sweep", str(path), "--slurm", "--profile", str(PROFILE), "--out", str(spec_dir / "out"), flag]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: sbatch rejected the job: ") and message in line
+    assert not (spec_dir / "out").exists()  # nothing written, nothing submitted

@@ -18,7 +18,7 @@ def allowed_by_dockerignore() -> set[str]:
 
 def copied_by_apptainer() -> set[str]:
     text = (ROOT / "apptainer.def").read_text()
-    files = text.split("%files", 1)[1].split("\n%", 1)[0]
+    files = re.split(r"^%files\s*$", text, flags=re.M)[1].split("\n%", 1)[0]
     entries = [
         line.split()[0] for line in files.splitlines() if line.strip() and not line.strip().startswith("#")
     ]

@@ -36,6 +36,17 @@ def test_status_keeps_start_and_counts_attempts(tmp_path):
     final = json.loads((tmp_path / "status.json").read_text())
     assert final["status"] == "completed" and read_status(tmp_path) == "completed"
     assert final["started"] == first["started"] and final["attempts"] == 2 and "finished" in final
+    assert "error" not in final  # a new attempt clears the previous one's outcome
+
+
+def test_status_keeps_fields_other_writers_added(tmp_path):
+    (tmp_path / "status.json").write_text(
+        json.dumps({"status": "pending", "host": "node7", "slurm_job_id": "9_1"})
+    )
+    write_status(tmp_path, "running")
+    write_status(tmp_path, "completed")
+    final = json.loads((tmp_path / "status.json").read_text())
+    assert final["host"] == "node7" and final["slurm_job_id"] == "9_1" and final["attempts"] == 1
 
 
 def test_rng_state_round_trip_through_resume_file(tmp_path):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from medtl.engine.run import run
 from medtl.engine.trainer import KILL_ENV
@@ -32,7 +33,9 @@ def run_killed(config, after_epochs: int | str) -> subprocess.CompletedProcess:
         "from medtl.engine.run import run\n"
         "run(RunConfig.parse(json.loads(sys.argv[1])))\n"
     )
-    env = {**os.environ, KILL_ENV: str(after_epochs), "OMP_NUM_THREADS": "1"}
+    # The same intra-op threads as this process, which computes the reference: sums over a different
+    # number of threads differ in their last bits.
+    env = {**os.environ, KILL_ENV: str(after_epochs), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.run(
         [sys.executable, "-c", code, json.dumps(config.model_dump(mode="json"))],
         env=env,

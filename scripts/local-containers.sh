@@ -90,7 +90,11 @@ image() {
   dockerd_running || fail "dockerd is not running: scripts/local-containers.sh start"
   base_image
   wheelhouse
-  local port; port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # A fixed port keeps the build arguments, and so Docker's layer cache, the same from run to run.
+  local port=${MEDTL_WHEELHOUSE_PORT:-18765}
+  if ! "$PY" -c "import socket, sys; socket.socket().bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+    port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  fi
   python3 -m http.server "$port" --bind 127.0.0.1 --directory "$D/wheels" > "$D/http.log" 2>&1 &
   local server=$!
   trap 'kill $server 2>/dev/null || true' EXIT

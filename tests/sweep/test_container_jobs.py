@@ -22,7 +22,14 @@ import pytest
 from medtl.sweep import plan_sweep, run_sweep
 from tests.sweep.conftest import write_spec
 from tests.sweep.test_executors import metrics_of
-from tests.sweep.test_slurm_cluster import LONG, cluster, settled, submit, wait_until  # noqa: F401
+from tests.sweep.test_slurm_cluster import (  # noqa: F401 (fixtures)
+    LONG,
+    cancel_leftover_jobs,
+    cluster,
+    settled,
+    submit,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.container, pytest.mark.timeout(900)]
 

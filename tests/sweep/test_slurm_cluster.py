@@ -115,13 +115,14 @@ def test_array_sweep_has_the_metrics_of_the_same_sweep_run_locally(spec_dir):
     assert status["executor"] == "slurm" and status["slurm_job_id"] == rows[0].job_id and status["host"]
 
 
-# Full fine-tuning (~1 s an epoch alone, 1.5 s beside two others), deterministic, so a resumed run
-# must end exactly as an uninterrupted one. The timed-out run is longer than the 90 s in which SLURM
-# signals a job with a 2-minute limit; the preempted one only needs a checkpoint before its signal.
+# Full fine-tuning (~1 s an epoch on an idle core), deterministic, so a resumed run must end exactly
+# as an uninterrupted one. The timed-out run takes longer than the 90 s within which SLURM signals a
+# job with a 2-minute limit, even alone on an idle machine (110 epochs: ~2 min); the preempted one
+# only needs a checkpoint before its signal.
 LONG = {
     "data": "store",
     "strategy": "full",
-    "phase_epochs": {"all": 70},
+    "phase_epochs": {"all": 110},
     "lr": 1e-3,
     "augment": "flip",
     "deterministic": True,
@@ -138,7 +139,7 @@ def test_preempted_and_timed_out_jobs_requeue_and_resume_to_the_same_metrics(spe
     # epochs, requeues, and the next one resumes, until the run is done.
     timeout_job = submit(write_spec(spec_dir, "timeout", base=LONG), out, "--time", "2")
     # the uninterrupted references of both, computed meanwhile by a local sweep in another process
-    reference = write_spec(spec_dir, "reference", base=SHORT, zip=[{"phase_epochs.all": [12, 70]}])
+    reference = write_spec(spec_dir, "reference", base=SHORT, zip=[{"phase_epochs.all": [12, 110]}])
     reference_log = (spec_dir / "reference.log").open("w")
     medtl = Path(sys.executable).parent / "medtl"
     local = subprocess.Popen(
@@ -162,7 +163,7 @@ def test_preempted_and_timed_out_jobs_requeue_and_resume_to_the_same_metrics(spe
         RunConfig.load(path.parent).phase_epochs["all"]: json.loads(path.read_text())
         for path in (out / "reference").glob("*/metrics.json")
     }
-    for name, job, epochs in (("preempt", preempt_job, 12), ("timeout", timeout_job, 70)):
+    for name, job, epochs in (("preempt", preempt_job, 12), ("timeout", timeout_job, 110)):
         [row] = wait_until(out / name, settled, timeout=1500, what=name)
         assert row.state == "done", row
         assert row.attempts >= 2, f"{name}: not requeued ({row.attempts} attempt)"

@@ -113,8 +113,10 @@ image() {
 stop() {
   dockerd_running || { say "dockerd not running"; return 0; }
   local pid; pid=$(cat "$D/run/dockerd.pid"); kill "$pid"
-  for _ in $(seq 80); do [ -d "/proc/$pid" ] || { say "dockerd stopped"; return 0; }; sleep 0.25; done
-  kill -9 "$pid" 2>/dev/null || true; say "dockerd killed"
+  for _ in $(seq 80); do [ -d "/proc/$pid" ] || break; sleep 0.25; done
+  if [ -d "/proc/$pid" ]; then kill -9 "$pid" 2>/dev/null || true; say "dockerd killed"; else say "dockerd stopped"; fi
+  # dockerd leaves its default network namespace mounted; unmount it so the folder can be removed
+  umount "$D/exec/netns/default" 2>/dev/null || true
 }
 
 case "${1:-}" in

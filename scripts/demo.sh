@@ -19,18 +19,18 @@ done
 
 # One line per strategy: what trained, how well, at what cost.
 python - "$OUT/runs" <<'PY'
-import json
 import sys
 from pathlib import Path
 
+from medtl.engine import RunMetrics
+
 rows = []
 for path in sorted(Path(sys.argv[1]).glob("*/metrics.json")):
-    m = json.loads(path.read_text())
-    test = m["test"]
-    low, high = test.get("ci95", {}).get("auroc", [float("nan")] * 2)
-    trainable = max(p["trainable_params"] for p in m["phases"])
-    kwh = sum(p["kwh"] for p in m["phases"])
-    rows.append((m["strategy"], len(m["phases"]), trainable, test["auroc"], low, high, kwh))
+    m = RunMetrics.load(path)
+    low, high = (m.test.ci95 or {}).get("auroc", (float("nan"), float("nan")))
+    trainable = max(p.trainable_params for p in m.phases)
+    kwh = sum(p.kwh for p in m.phases)
+    rows.append((m.strategy, len(m.phases), trainable, m.test["auroc"], low, high, kwh))
 print(f"\n{'strategy':<12} {'phases':>6} {'max trainable':>14} {'test AUROC':>10} {'95% CI':>13} {'kWh':>9}")
 for name, phases, trainable, auroc, low, high, kwh in rows:
     print(f"{name:<12} {phases:>6} {trainable:>14,} {auroc:>10.3f} {low:>6.3f}-{high:<6.3f} {kwh:>9.2e}")

@@ -72,6 +72,8 @@ def test_finetune_prints_phases_and_metrics(store, tmp_path):
         (["--amp", "fp8"], "error: finetune options: amp: Input should be 'none', 'bf16' or 'fp16'"),
         (["--backbone", "resnet10x"], "error: unknown backbone 'resnet10x'"),
         (["--class-weights", "1,x"], "error: --class-weights '1,x': expected none, balanced or numbers"),
+        (["--monitor", "aucroc"], "error: unknown monitor metric 'aucroc', did you mean 'auroc'?"),
+        (["--label-smoothing", "1.5"], "error: finetune options: objective.label_smoothing: Input should be"),
     ],
 )
 def test_bad_options(store, tmp_path, extra, message):
@@ -141,3 +143,18 @@ def test_extract_refuses_existing_output_and_segmentation(store, tmp_path):
     seg = write_store(tmp_path / "seg", task="segmentation")
     result = invoke("extract", "resnet10t", "--data", seg, "--out", tmp_path / "f2", "--init", "random")
     assert result.exit_code == 2 and error_line(result).startswith(f"error: {seg}: is a segmentation store")
+
+
+def test_task_flag_that_contradicts_the_store(store, tmp_path):
+    result = invoke("finetune", "--data", store, *QUICK, "--task", "multilabel", "--out", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert error_line(result).startswith(f"error: {store}: has one class per sample; task 'multilabel'")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_shows_the_models_descriptions_and_defaults():
+    result = runner.invoke(app, ["finetune", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 0
+    assert "backbone name (see `medtl models list`) (default: resnet50)" in text
+    assert "validation metric for the best checkpoint and early stopping, or 'loss' (default: auroc)" in text

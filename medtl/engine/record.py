@@ -62,7 +62,7 @@ class PhaseRecord(_Record):
     trainable_params: int
     total_params: int
     trained_groups: list[str]
-    best_monitor: float | None = Field(description="the phase's best validation monitor (None: no val)")
+    best_monitor: float | None = Field(None, description="the phase's best validation monitor (None: no val)")
     wall_time_s: float
     energy_j: float
     kwh: float

@@ -245,7 +245,7 @@ class RunConfig(BaseModel):
             raise InputError(path, "run config not found") from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InputError(path, f"not valid TOML ({exc})") from None
-        return cls.parse(values, source=path)
+        return cls.parse(_upgraded(values), source=path)
 
     @classmethod
     def parse(cls, values: dict[str, Any], *, source: str | Path = "run config") -> RunConfig:
@@ -255,6 +255,20 @@ class RunConfig(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             raise ConfigError(f"{source}: {_describe_error(exc.errors()[0])}") from None
+
+
+# Classification settings that config.toml held at the top level before the [objective] section.
+LEGACY_OBJECTIVE_KEYS = ("task", "class_weights", "label_smoothing", "monitor")
+
+
+def _upgraded(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved config.toml of an earlier medtl, its classification settings moved into [objective]
+    (so `medtl evaluate` reads runs made before the section existed)."""
+    legacy = {k: values[k] for k in LEGACY_OBJECTIVE_KEYS if k in values}
+    if not legacy or "objective" in values:
+        return values
+    rest = {k: v for k, v in values.items() if k not in legacy}
+    return {**rest, "objective": {"kind": "classification", **legacy}}
 
 
 def _flat(fields: dict[str, Any]) -> dict[str, Any]:

@@ -176,3 +176,18 @@ def test_run_id_holds_split_and_strategy_files_by_content(tmp_path):
     split.write_text("{}")
     other = shutil.copy(split, tmp_path / "t.json")
     assert RunConfig(data=store, split=split).run_id() == RunConfig(data=store, split=other).run_id()
+
+
+def test_config_of_an_earlier_medtl_moves_its_classification_settings_into_the_section(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('data = "x"\ntask = "binary"\nmonitor = "loss"\nlabel_smoothing = 0.1\n')
+    objective = RunConfig.load(path).objective
+    assert (objective.kind, objective.task, objective.monitor, objective.label_smoothing) == (
+        "classification",
+        "binary",
+        "loss",
+        0.1,
+    )
+    # user input keeps one spelling: the section
+    with pytest.raises(ConfigError, match="run config: task: Extra inputs are not permitted"):
+        RunConfig.parse({"data": "x", "task": "binary"})

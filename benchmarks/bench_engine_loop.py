@@ -37,6 +37,7 @@ from medtl.engine.runner import _train_data, resolve_split, resolve_strategy
 from medtl.engine.trainer import Trainer
 from medtl.io.store import SampleRecord, Store, StoreWriter
 from medtl.objectives import get_objective
+from medtl.strategies import param_groups
 
 CASES = (
     # (backbone, image size, batch size): tiny steps where the loop's own per-step work shows most,
@@ -100,7 +101,7 @@ def bare_side(trainer: Trainer, phase: object) -> tuple[nn.Module, torch.optim.O
     spec = phase.spec
     optimizer = build_optimizer(
         spec.optimizer,
-        [{"params": model.parameters()}],
+        param_groups(model, spec),  # the recipe's groups: no weight decay on biases and norms
         lr=spec.lr,
         weight_decay=spec.weight_decay,
         momentum=spec.momentum,

@@ -105,15 +105,32 @@ def delong_test(y_true: Any, score_a: Any, score_b: Any) -> DeLongResult:
     diff = float(aucs[0] - aucs[1])
     var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     se = math.sqrt(max(var, 0.0))
-    if se == 0.0:
-        # Identical rankings (or a degenerate sample): no evidence of a difference unless AUROCs differ.
-        z = 0.0 if diff == 0 else math.copysign(math.inf, diff)
-        p = 1.0 if diff == 0 else 0.0
-    else:
-        z = diff / se
-        p = float(2 * stats.norm.sf(abs(z)))
+    # Identical rankings (or a degenerate sample): no evidence of a difference unless AUROCs differ.
+    z, p = p_from_z(diff, var)
     half = 1.959963984540054 * se
     return DeLongResult(float(aucs[0]), float(aucs[1]), diff, se, z, p, (diff - half, diff + half))
+
+
+def delong_contrast(y_true: Any, scores: np.ndarray, weights: Sequence[float]) -> tuple[float, float]:
+    """``sum(w_k * AUROC_k)`` over K models scored on the same samples, and its DeLong variance.
+
+    With weights ``[1/k]*k + [-1/k]*k`` this is the mean AUROC difference of k matched pairs (seeds)
+    on one test set, with the correlation between all 2k models taken into account.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    aucs, cov = delong_covariance(y_true, scores)
+    if w.shape != aucs.shape:
+        raise ValueError(f"{w.size} weights for {aucs.size} models")
+    return float(w @ aucs), float(max(w @ cov @ w, 0.0))
+
+
+def p_from_z(estimate: float, variance: float) -> tuple[float, float]:
+    """(z, two-sided normal p) of ``estimate`` with ``variance`` (p 1 for no difference and no variance)."""
+    se = math.sqrt(max(variance, 0.0))
+    if se == 0.0:
+        return (0.0, 1.0) if estimate == 0 else (math.copysign(math.inf, estimate), 0.0)
+    z = estimate / se
+    return z, float(2 * stats.norm.sf(abs(z)))
 
 
 # -- patient-level bootstrap -------------------------------------------------------------------------
@@ -166,37 +183,114 @@ def _patient_counts(sets: Sequence[Scored]) -> tuple[np.ndarray, list[np.ndarray
     return patients, [inverse[bounds[i] : bounds[i + 1]] for i in range(len(sets))]
 
 
-def _statistic(
+class WeightedMetric:
+    """A metric ``f(targets, scores)`` that can also be computed for many weightings of the samples
+    at once (``weighted(targets, scores, W)`` with W (B, N) sample counts -> (B,)): a resample that
+    draws a patient twice counts its samples twice. Metrics without a closed weighted form fall back
+    to repeating the samples."""
+
+    def __init__(
+        self, fn: MetricFn, weighted: Callable[..., np.ndarray] | None = None, name: str = ""
+    ) -> None:
+        self.fn, self._weighted, self.__name__ = fn, weighted, name or getattr(fn, "__name__", "metric")
+
+    def __call__(self, target: np.ndarray, score: np.ndarray) -> float:
+        return float(self.fn(target, score))
+
+    def weighted(self, target: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        if self._weighted is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return self._weighted(target, score, weights)
+        out = np.full(weights.shape[0], np.nan)
+        for b, w in enumerate(weights):
+            rows = np.repeat(np.arange(len(w)), w.astype(np.int64))
+            if rows.size:
+                with np.errstate(all="ignore"):
+                    out[b] = self.fn(target[rows], score[rows])
+        return out
+
+
+def weighted_binary_auroc(target: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Binary AUROC (ties count 1/2) of one score vector under each row of sample weights (B, N)."""
+    score = _positive(score)
+    if score.size != np.asarray(target).size:
+        raise ValueError("weighted AUROC needs binary targets and one score per sample")
+    order = np.argsort(score, kind="mergesort")
+    sorted_score = score[order]
+    y = (np.asarray(target).reshape(-1)[order] > 0.5).astype(np.float64)
+    w = np.asarray(weights, dtype=np.float64)[:, order]
+    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])  # tie groups
+    pos = np.add.reduceat(w * y, starts, axis=1)
+    neg = np.add.reduceat(w * (1.0 - y), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each tie group
+    area = (pos * (below + 0.5 * neg)).sum(axis=1)
+    return area / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
+def _positive(score: np.ndarray) -> np.ndarray:
+    score = np.asarray(score, dtype=np.float64)
+    return score[:, -1] if score.ndim == 2 else score.reshape(-1)
+
+
+def weighted_binary_balanced_accuracy(
+    target: np.ndarray, score: np.ndarray, weights: np.ndarray, threshold: float = 0.5
+) -> np.ndarray:
+    """Mean recall of the classes present (as medtl.metrics' balanced_accuracy) under each weighting."""
+    y = np.asarray(target).reshape(-1) > 0.5
+    hit = (_positive(score) >= threshold) == y
+    w = np.asarray(weights, dtype=np.float64)
+    recalls = []
+    for cls in (y, ~y):
+        total = w @ cls.astype(np.float64)
+        recalls.append(
+            np.where(total > 0, (w @ (cls & hit).astype(np.float64)) / np.where(total > 0, total, 1), np.nan)
+        )
+    return np.nanmean(np.vstack(recalls), axis=0)
+
+
+def weighted_mean(_target: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean of per-sample values (Dice) under each row of weights; NaN values are left out."""
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    defined = np.isfinite(score)
+    w = np.asarray(weights, dtype=np.float64) * defined
+    return (w @ np.where(defined, score, 0.0)) / w.sum(axis=1)
+
+
+def _as_weighted(metric_fn: MetricFn | WeightedMetric) -> WeightedMetric:
+    return metric_fn if isinstance(metric_fn, WeightedMetric) else WeightedMetric(metric_fn)
+
+
+def _values(s: Scored, patient_index: np.ndarray, times: np.ndarray, metric: WeightedMetric) -> np.ndarray:
+    """The metric of one scored run under every resample (rows of ``times``, counts per patient)."""
+    target, score = np.asarray(s.target), np.asarray(s.score)
+    out = np.empty(times.shape[0])
+    chunk = max(1, 2_000_000 // max(1, len(patient_index)))  # bound the (B, N) weight matrix
+    for lo in range(0, times.shape[0], chunk):
+        out[lo : lo + chunk] = metric.weighted(target, score, times[lo : lo + chunk][:, patient_index])
+    return out
+
+
+def _differences(
     pairs: Sequence[tuple[Scored, Scored | None]],
     index_of: list[tuple[np.ndarray, np.ndarray | None]],
-    times: np.ndarray | None,
-    metric_fn: MetricFn,
-) -> float:
-    """Mean over pairs of metric(a) - metric(b) (or metric(a) alone) with patients weighted by ``times``."""
-    values = []
+    times: np.ndarray,
+    metric: WeightedMetric,
+) -> np.ndarray:
+    """Per resample, the mean over pairs of metric(a) - metric(b) (pairs undefined there left out)."""
+    rows = []
     for (a, b), (ia, ib) in zip(pairs, index_of):
-        va = _weighted_metric(a, ia, times, metric_fn)
-        vb = 0.0 if b is None else _weighted_metric(b, ib, times, metric_fn)  # type: ignore[arg-type]
-        if math.isfinite(va) and math.isfinite(vb):
-            values.append(va - vb)
-    return float(np.mean(values)) if values else math.nan
-
-
-def _weighted_metric(
-    s: Scored, patient_index: np.ndarray, times: np.ndarray | None, metric_fn: MetricFn
-) -> float:
-    if times is None:
-        return float(metric_fn(np.asarray(s.target), np.asarray(s.score)))
-    rows = np.repeat(np.arange(len(patient_index)), times[patient_index])
-    if rows.size == 0:
-        return math.nan
-    with np.errstate(all="ignore"):
-        return float(metric_fn(np.asarray(s.target)[rows], np.asarray(s.score)[rows]))
+        va = _values(a, ia, times, metric)
+        rows.append(va if b is None else va - _values(b, ib, times, metric))  # type: ignore[arg-type]
+    stacked = np.vstack(rows)
+    defined = np.isfinite(stacked)
+    count = defined.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, np.where(defined, stacked, 0.0).sum(axis=0) / count, np.nan)
 
 
 def paired_bootstrap(
     pairs: Sequence[tuple[Scored, Scored | None]],
-    metric_fn: MetricFn,
+    metric_fn: MetricFn | WeightedMetric,
     *,
     n: int = 1000,
     seed: int = 0,
@@ -213,19 +307,17 @@ def paired_bootstrap(
     """
     if not pairs:
         raise ValueError("paired_bootstrap needs at least one pair of scored runs")
+    metric = _as_weighted(metric_fn)
     sets = [s for pair in pairs for s in pair if s is not None]
     patients, indices = _patient_counts(sets)
     it = iter(indices)
     index_of = [(next(it), None if b is None else next(it)) for _, b in pairs]
-    estimate = _statistic(pairs, index_of, None, metric_fn)
-    rng = np.random.default_rng(seed)
     k = len(patients)
-    draws = np.array(
-        [
-            _statistic(pairs, index_of, np.bincount(rng.integers(0, k, k), minlength=k), metric_fn)
-            for _ in range(n)
-        ]
-    )
+    estimate = float(_differences(pairs, index_of, np.ones((1, k)), metric)[0])
+    rng = np.random.default_rng(seed)
+    # The same draws, resample by resample, as medtl.metrics.bootstrap.bootstrap_indices.
+    times = np.array([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(n)], dtype=np.float64)
+    draws = _differences(pairs, index_of, times.reshape(n, k), metric)
     finite = draws[np.isfinite(draws)]
     if finite.size == 0:
         return BootstrapResult(estimate, (math.nan, math.nan), math.nan, 0, k)

@@ -187,3 +187,50 @@ def test_holm_matches_hand_computed_values():
     assert (
         adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
     )
+
+
+def test_delong_contrast_of_one_pair_is_the_pairwise_test_and_of_seeds_averages_them():
+    from medtl.metrics.comparison import delong_contrast, p_from_z
+
+    y, a, b = _correlated_scores(120, 6)
+    est, var = delong_contrast(y, np.vstack([a, b]), [1, -1])
+    pair = delong_test(y, a, b)
+    assert est == pytest.approx(pair.difference) and math.sqrt(var) == pytest.approx(pair.se)
+    assert p_from_z(est, var)[1] == pytest.approx(pair.p_value)
+    # Two seeds per model: the estimate is the mean difference; identical seeds give the pair's variance.
+    est2, var2 = delong_contrast(y, np.vstack([a, a, b, b]), [0.5, 0.5, -0.5, -0.5])
+    assert est2 == pytest.approx(pair.difference) and var2 == pytest.approx(var)
+    with pytest.raises(ValueError, match="3 weights for 2 models"):
+        delong_contrast(y, np.vstack([a, b]), [1, -1, 0])
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_weighted_metrics_equal_the_metric_of_repeated_samples(ties):
+    from medtl.metrics.classification import balanced_accuracy
+    from medtl.metrics.comparison import (
+        weighted_binary_auroc,
+        weighted_binary_balanced_accuracy,
+        weighted_mean,
+    )
+
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 2, 40)
+    s = rng.uniform(0, 1, 40)
+    if ties:
+        s = np.round(s, 1)
+    weights = rng.integers(0, 3, (6, 40)).astype(float)
+    for w, auc, bacc, mean in zip(
+        weights,
+        weighted_binary_auroc(y, s, weights),
+        weighted_binary_balanced_accuracy(y, s, weights),
+        weighted_mean(y, s, weights),
+    ):
+        rows = np.repeat(np.arange(40), w.astype(int))
+        assert auc == pytest.approx(roc_auc_score(y[rows], s[rows]))
+        assert bacc == pytest.approx(balanced_accuracy(y[rows], s[rows], "binary"))
+        assert mean == pytest.approx(s[rows].mean())
+    # (N, 2) scores: the positive column decides
+    both = np.column_stack([1 - s, s])
+    assert weighted_binary_auroc(y, both, weights[:1])[0] == pytest.approx(
+        weighted_binary_auroc(y, s, weights[:1])[0]
+    )

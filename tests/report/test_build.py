@@ -124,7 +124,7 @@ def test_a_metric_some_runs_lack_is_noted_and_one_none_has_is_an_error(tmp_path)
     linear = next(r for r in result.aggregate.rows if r.key["strategy"] == "linear")
     assert linear.metric.n == 1 and linear.missing_metric == 1
     assert "1 lack it" in (root / "report" / "tables" / "results.md").read_text()
-    with pytest.raises(UnknownChoiceError, match="metric .no finished run has it. 'dice'"):
+    with pytest.raises(UnknownChoiceError, match=r"metric \(no finished run has it\) 'dice'"):
         build_report(root, metric="dice", force=True)
 
 

@@ -12,7 +12,18 @@ from typing import Annotated, Optional
 import typer
 
 from medtl import __version__
-from medtl_cli import config_cmd, data, evaluate, extract, finetune, models, prepare, probe, strategies
+from medtl_cli import (
+    config_cmd,
+    data,
+    evaluate,
+    extract,
+    finetune,
+    models,
+    prepare,
+    probe,
+    report,
+    strategies,
+)
 from medtl_cli.app import MedtlGroup, setup_logging, state
 
 app = typer.Typer(
@@ -44,7 +55,8 @@ def root(
     setup_logging()
 
 
-# The workflow's order: prepare -> data -> models/strategies -> finetune -> extract/probe -> evaluate.
+# The workflow's order: prepare -> data -> models/strategies -> finetune -> extract/probe -> evaluate
+# -> report.
 app.add_typer(prepare.app, name="prepare")
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
@@ -53,6 +65,7 @@ app.command("finetune")(finetune.finetune)
 app.command("extract")(extract.extract)
 app.command("probe")(probe.probe)
 app.command("evaluate")(evaluate.evaluate)
+app.command("report")(report.report)
 app.add_typer(config_cmd.app, name="config")
 
 

@@ -119,7 +119,7 @@ def _series(agg: Aggregate) -> tuple[str | None, list[str], list[str]]:
     if not agg.by:
         return None, ["all runs"], []
     x_factor = agg.by[-1]
-    x_levels = sort_levels({r.key[x_factor] for r in agg.rows})
+    x_levels = list(dict.fromkeys(r.key[x_factor] for r in agg.rows))  # the table's order
     others = agg.by[:-1]
     series = list(dict.fromkeys(", ".join(r.key[f] for f in others) for r in agg.rows)) if others else []
     return x_factor, x_levels, series
@@ -224,7 +224,7 @@ def metric_vs_params(agg: Aggregate, out_dir: Path) -> Figure | None:
     _log_x(ax, [x for *_, x in points])
     ax.set_xlabel("Parameters trained (count, log scale)")
     ax.set_ylabel(metric_label(agg.metric))
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     _legend_outside(ax, title=", ".join(agg.by))
     title = f"Test {METRIC_LABELS.get(agg.metric, agg.metric)} vs parameters trained"
     return _save(fig, out_dir, "metric_vs_params", title, f"{title} (mean and 95% CI per group)")
@@ -269,7 +269,7 @@ def metric_vs_kwh(agg: Aggregate, out_dir: Path) -> Figure | None:
     _log_x(ax, [x for *_, x in points])
     ax.set_xlabel("Energy per run (kWh, log scale)")
     ax.set_ylabel(metric_label(agg.metric))
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     _legend_outside(ax, title=", ".join(agg.by))
     title = f"Test {METRIC_LABELS.get(agg.metric, agg.metric)} vs energy (Pareto front circled)"
     return _save(fig, out_dir, "metric_vs_kwh", title, f"{title}: mean and 95% CI per group")

@@ -28,6 +28,8 @@ CONFIG_FILE = "config.toml"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions_test.npz"
+# Sweeps write "done" where single runs write "completed".
+STATUS_ALIASES = {"done": "completed", "finished": "completed", "queued": "pending", "submitted": "pending"}
 SPEC_FILES = ("sweep.toml", "spec.toml", "sweep.yaml", "sweep.json")
 # Run settings that can differ between the runs of a sweep; each becomes a factor of the record.
 CONFIG_FACTORS = (
@@ -236,6 +238,7 @@ def read_run(run_dir: Path) -> RunRecord:
             if not isinstance(status, dict):
                 raise _Unreadable(run_dir / STATUS_FILE, "is not a JSON object")
         state = status.get("status") or ("completed" if (run_dir / METRICS_FILE).is_file() else "pending")
+        state = STATUS_ALIASES.get(state, state)
         record.run_id = str(status.get("run_id") or run_dir.name)
         if state == "failed":
             record.status, record.error = "failed", str(status.get("error") or "failed (no error recorded)")

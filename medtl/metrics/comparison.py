@@ -184,10 +184,10 @@ def _patient_counts(sets: Sequence[Scored]) -> tuple[np.ndarray, list[np.ndarray
 
 
 class WeightedMetric:
-    """A metric ``f(targets, scores)`` that can also be computed for many weightings of the samples
-    at once (``weighted(targets, scores, W)`` with W (B, N) sample counts -> (B,)): a resample that
-    draws a patient twice counts its samples twice. Metrics without a closed weighted form fall back
-    to repeating the samples."""
+    """A metric ``f(targets, scores)`` that can also be computed under many patient resamples at once:
+    ``weighted(targets, scores, group, times)`` with ``group`` each sample's patient (0..K-1) and
+    ``times`` (B, K) how often each patient was drawn -> (B,) values. A patient drawn twice counts
+    its samples twice. Metrics without a closed weighted form fall back to repeating the samples."""
 
     def __init__(
         self, fn: MetricFn, weighted: Callable[..., np.ndarray] | None = None, name: str = ""
@@ -197,34 +197,19 @@ class WeightedMetric:
     def __call__(self, target: np.ndarray, score: np.ndarray) -> float:
         return float(self.fn(target, score))
 
-    def weighted(self, target: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def weighted(
+        self, target: np.ndarray, score: np.ndarray, group: np.ndarray, times: np.ndarray
+    ) -> np.ndarray:
         if self._weighted is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
-                return self._weighted(target, score, weights)
-        out = np.full(weights.shape[0], np.nan)
-        for b, w in enumerate(weights):
-            rows = np.repeat(np.arange(len(w)), w.astype(np.int64))
+                return self._weighted(target, score, group, times)
+        out = np.full(times.shape[0], np.nan)
+        for b, t in enumerate(times):
+            rows = np.repeat(np.arange(len(group)), t[group].astype(np.int64))
             if rows.size:
                 with np.errstate(all="ignore"):
                     out[b] = self.fn(target[rows], score[rows])
         return out
-
-
-def weighted_binary_auroc(target: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Binary AUROC (ties count 1/2) of one score vector under each row of sample weights (B, N)."""
-    score = _positive(score)
-    if score.size != np.asarray(target).size:
-        raise ValueError("weighted AUROC needs binary targets and one score per sample")
-    order = np.argsort(score, kind="mergesort")
-    sorted_score = score[order]
-    y = (np.asarray(target).reshape(-1)[order] > 0.5).astype(np.float64)
-    w = np.asarray(weights, dtype=np.float64)[:, order]
-    starts = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])  # tie groups
-    pos = np.add.reduceat(w * y, starts, axis=1)
-    neg = np.add.reduceat(w * (1.0 - y), starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each tie group
-    area = (pos * (below + 0.5 * neg)).sum(axis=1)
-    return area / (pos.sum(axis=1) * neg.sum(axis=1))
 
 
 def _positive(score: np.ndarray) -> np.ndarray:
@@ -232,28 +217,65 @@ def _positive(score: np.ndarray) -> np.ndarray:
     return score[:, -1] if score.ndim == 2 else score.reshape(-1)
 
 
-def weighted_binary_balanced_accuracy(
-    target: np.ndarray, score: np.ndarray, weights: np.ndarray, threshold: float = 0.5
+def _per_group(values: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
+    """Sum of ``values`` (N,) or (N, G) per group -> (K,) or (K, G)."""
+    out = np.zeros((k, *values.shape[1:]))
+    np.add.at(out, group, values)
+    return out
+
+
+def weighted_binary_auroc(
+    target: np.ndarray, score: np.ndarray, group: np.ndarray, times: np.ndarray
 ) -> np.ndarray:
-    """Mean recall of the classes present (as medtl.metrics' balanced_accuracy) under each weighting."""
+    """Binary AUROC (ties count 1/2) under each row of patient counts ``times`` (B, K).
+
+    With ``t`` the counts, AUROC = t'Mt / ((t·pos)(t·neg)) where M[k, l] counts the pairs (positive of
+    patient k, negative of patient l) ranked right, 1/2 for a tie; M is built once, so B resamples cost
+    B·K² instead of B·N log N.
+    """
+    score = _positive(score)
+    y = np.asarray(target).reshape(-1) > 0.5
+    if score.size != y.size:
+        raise ValueError("weighted AUROC needs binary targets and one score per sample")
+    k = times.shape[1]
+    levels, tie = np.unique(score, return_inverse=True)
+    g = len(levels)
+    pos = np.zeros((k, g))
+    neg = np.zeros((k, g))
+    np.add.at(pos, (group[y], tie[y]), 1.0)
+    np.add.at(neg, (group[~y], tie[~y]), 1.0)
+    below = np.cumsum(neg, axis=1) - 0.5 * neg  # negatives strictly below, plus half of the ties
+    m = pos @ below.T
+    t = np.asarray(times, dtype=np.float64)
+    area = ((t @ m) * t).sum(axis=1)
+    return area / ((t @ pos.sum(axis=1)) * (t @ neg.sum(axis=1)))
+
+
+def weighted_binary_balanced_accuracy(
+    target: np.ndarray, score: np.ndarray, group: np.ndarray, times: np.ndarray, threshold: float = 0.5
+) -> np.ndarray:
+    """Mean recall of the classes present (as medtl.metrics' balanced_accuracy) under each resample."""
     y = np.asarray(target).reshape(-1) > 0.5
     hit = (_positive(score) >= threshold) == y
-    w = np.asarray(weights, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    k = t.shape[1]
     recalls = []
     for cls in (y, ~y):
-        total = w @ cls.astype(np.float64)
-        recalls.append(
-            np.where(total > 0, (w @ (cls & hit).astype(np.float64)) / np.where(total > 0, total, 1), np.nan)
-        )
+        total = t @ _per_group(cls.astype(np.float64), group, k)
+        right = t @ _per_group((cls & hit).astype(np.float64), group, k)
+        recalls.append(np.where(total > 0, right / np.where(total > 0, total, 1), np.nan))
     return np.nanmean(np.vstack(recalls), axis=0)
 
 
-def weighted_mean(_target: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Mean of per-sample values (Dice) under each row of weights; NaN values are left out."""
+def weighted_mean(_target: np.ndarray, score: np.ndarray, group: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Mean of per-sample values (Dice) under each resample; NaN values are left out."""
     score = np.asarray(score, dtype=np.float64).reshape(-1)
     defined = np.isfinite(score)
-    w = np.asarray(weights, dtype=np.float64) * defined
-    return (w @ np.where(defined, score, 0.0)) / w.sum(axis=1)
+    t = np.asarray(times, dtype=np.float64)
+    k = t.shape[1]
+    sums = _per_group(np.where(defined, score, 0.0), group, k)
+    counts = _per_group(defined.astype(np.float64), group, k)
+    return (t @ sums) / (t @ counts)
 
 
 def _as_weighted(metric_fn: MetricFn | WeightedMetric) -> WeightedMetric:
@@ -262,12 +284,9 @@ def _as_weighted(metric_fn: MetricFn | WeightedMetric) -> WeightedMetric:
 
 def _values(s: Scored, patient_index: np.ndarray, times: np.ndarray, metric: WeightedMetric) -> np.ndarray:
     """The metric of one scored run under every resample (rows of ``times``, counts per patient)."""
-    target, score = np.asarray(s.target), np.asarray(s.score)
-    out = np.empty(times.shape[0])
-    chunk = max(1, 2_000_000 // max(1, len(patient_index)))  # bound the (B, N) weight matrix
-    for lo in range(0, times.shape[0], chunk):
-        out[lo : lo + chunk] = metric.weighted(target, score, times[lo : lo + chunk][:, patient_index])
-    return out
+    # Only this run's patients matter: compact them so the per-patient matrices stay small.
+    used, local = np.unique(patient_index, return_inverse=True)
+    return metric.weighted(np.asarray(s.target), np.asarray(s.score), local, times[:, used])
 
 
 def _differences(

@@ -218,19 +218,20 @@ def test_weighted_metrics_equal_the_metric_of_repeated_samples(ties):
     s = rng.uniform(0, 1, 40)
     if ties:
         s = np.round(s, 1)
-    weights = rng.integers(0, 3, (6, 40)).astype(float)
-    for w, auc, bacc, mean in zip(
-        weights,
-        weighted_binary_auroc(y, s, weights),
-        weighted_binary_balanced_accuracy(y, s, weights),
-        weighted_mean(y, s, weights),
+    group = np.repeat(np.arange(10), 4)  # 10 patients of 4 samples
+    times = rng.integers(0, 3, (6, 10)).astype(float)
+    for t, auc, bacc, mean in zip(
+        times,
+        weighted_binary_auroc(y, s, group, times),
+        weighted_binary_balanced_accuracy(y, s, group, times),
+        weighted_mean(y, s, group, times),
     ):
-        rows = np.repeat(np.arange(40), w.astype(int))
+        rows = np.repeat(np.arange(40), t[group].astype(int))
         assert auc == pytest.approx(roc_auc_score(y[rows], s[rows]))
         assert bacc == pytest.approx(balanced_accuracy(y[rows], s[rows], "binary"))
         assert mean == pytest.approx(s[rows].mean())
     # (N, 2) scores: the positive column decides
     both = np.column_stack([1 - s, s])
-    assert weighted_binary_auroc(y, both, weights[:1])[0] == pytest.approx(
-        weighted_binary_auroc(y, s, weights[:1])[0]
+    assert weighted_binary_auroc(y, both, group, times[:1])[0] == pytest.approx(
+        weighted_binary_auroc(y, s, group, times[:1])[0]
     )

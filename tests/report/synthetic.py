@@ -20,7 +20,7 @@ SIGNAL = {"linear": 0.6, "l1sb": 1.4, "progressive": 1.8, "full": 2.2, "l2sb": 1
 PARAMS = {"linear": 513, "l1sb": 2_360_321, "l2sb": 3_540_993, "progressive": 11_170_753, "full": 11_177_538}
 
 
-def test_set(patients: int = 24, per_patient: int = 4, seed: int = 123) -> dict[str, np.ndarray]:
+def make_test_set(patients: int = 24, per_patient: int = 4, seed: int = 123) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     label = rng.integers(0, 2, patients)
     label[:2] = [0, 1]
@@ -60,7 +60,7 @@ def write_run(
     run_id: str | None = None,
 ) -> Path:
     """One run folder under ``root``; returns it."""
-    test = test if test is not None else test_set()
+    test = test if test is not None else make_test_set()
     run_id = run_id or f"{store}-{init}-{strategy}-f{fraction:g}-s{seed}"
     run_dir = root / run_id
     run_dir.mkdir(parents=True)

@@ -34,9 +34,10 @@ def test_report_page_renders_every_figure_without_errors(chromium, sweep, tmp_pa
     for image in rendered.images:
         assert image["complete"] and image["width"] > 400 and image["height"] > 150, image
     assert rendered.console_errors == [] and rendered.exceptions == [] and rendered.failed_loads == []
-    width, height = Image.open(shot).size
+    with Image.open(shot) as image:
+        width, height = image.size
+        colours = image.convert("RGB").resize((64, 256)).getcolors(64 * 256)
     assert width == 1280 and height > 2000  # the whole page, tables and six figures
-    colours = Image.open(shot).convert("RGB").resize((64, 256)).getcolors(64 * 256)
     assert len(colours) > 50  # something was drawn, not a blank page
 
 

@@ -27,7 +27,8 @@ def test_report_folder_holds_tables_figures_and_one_self_contained_page(sweep):
     assert {f.name for f in result.figures} == EXPECTED_FIGURES
     for f in result.figures:
         png, svg = out / "figures" / f"{f.name}.png", out / "figures" / f"{f.name}.svg"
-        width, height = Image.open(png).size
+        with Image.open(png) as image:
+            width, height = image.size
         assert width >= 500 and height >= 200
         assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
     page = result.html.read_text()

@@ -28,8 +28,18 @@ CONFIG_FILE = "config.toml"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions_test.npz"
-# Sweeps write "done" where single runs write "completed".
-STATUS_ALIASES = {"done": "completed", "finished": "completed", "queued": "pending", "submitted": "pending"}
+SWEEP_FILE = "sweep.json"
+# The sweep's words for a run's state, as the report counts them (an interrupted run resumes).
+STATUS_ALIASES = {
+    "done": "completed",
+    "finished": "completed",
+    "queued": "pending",
+    "submitted": "pending",
+    "interrupted": "pending",
+    "cancelled": "failed",
+}
+# Sweep axes (RunConfig field paths) under the names the report uses for them.
+AXIS_FACTORS = {"data": "store", "split": "fold"}
 SPEC_FILES = ("sweep.toml", "spec.toml", "sweep.yaml", "sweep.json")
 # Run settings that can differ between the runs of a sweep; each becomes a factor of the record.
 CONFIG_FACTORS = (
@@ -84,17 +94,60 @@ def read_run_table(root: str | Path) -> RunTable:
     dirs = run_dirs(root)
     if not dirs:
         raise InputError(root, "holds no run folders (none has config.toml, status.json or metrics.json)")
-    return RunTable(sweep=_sweep_info(root), records=[read_run(d) for d in dirs])
+    info, values = _sweep_info(root)
+    records = [read_run(d) for d in dirs]
+    for r in records:
+        r.factors.update(values.get(r.run_id, values.get(r.path.name, {})))
+    return RunTable(sweep=info, records=records)
 
 
-def _sweep_info(root: Path) -> SweepInfo:
+def _axis_factor(path: str, value: Any) -> tuple[str, str]:
+    name = AXIS_FACTORS.get(path, path)
+    if name == "store":
+        return name, Path(str(value)).name
+    if name == "fold":
+        return name, _fold(None if value is None else str(value))
+    if name == "init":
+        return name, _short_init(str(value))
+    if name == "strategy":
+        return name, Path(str(value)).name.removesuffix(".toml")
+    return name, _text(value)
+
+
+def _sweep_info(root: Path) -> tuple[SweepInfo, dict[str, dict[str, str]]]:
+    """What sweep.json says: the spec, the planned runs and each run's axis values (as factors)."""
     info = SweepInfo(root=root, name=root.name)
-    for name in SPEC_FILES:
-        path = root / name
-        if path.is_file():
-            info.spec_text, info.spec_name = path.read_text(errors="replace"), name
-            break
-    return info
+    values: dict[str, dict[str, str]] = {}
+    manifest = None
+    if (root / SWEEP_FILE).is_file():
+        try:
+            manifest = _read_json(root / SWEEP_FILE)
+        except _Unreadable:
+            manifest = None
+    if isinstance(manifest, dict):
+        info.name = str(manifest.get("name") or root.name)
+        runs = [r for r in manifest.get("runs") or [] if isinstance(r, dict) and "id" in r]
+        info.planned = len(runs) or None
+        for run in runs:
+            values[str(run["id"])] = dict(_axis_factor(k, v) for k, v in (run.get("values") or {}).items())
+        spec = manifest.get("spec") if isinstance(manifest.get("spec"), dict) else {}
+        for group in [spec.get("grid") or {}, *(spec.get("zip") or [])]:
+            for path, levels in group.items() if isinstance(group, dict) else []:
+                if isinstance(levels, list):
+                    name = AXIS_FACTORS.get(path, path)
+                    info.factor_order[name] = list(dict.fromkeys(_axis_factor(path, v)[1] for v in levels))
+        spec_file = manifest.get("spec_file")
+        if spec_file and Path(spec_file).is_file():
+            info.spec_text, info.spec_name = Path(spec_file).read_text(errors="replace"), str(spec_file)
+        elif spec:
+            info.spec_text, info.spec_name = json.dumps(spec, indent=2), f"{SWEEP_FILE} (spec)"
+    if info.spec_text is None:
+        for name in SPEC_FILES:
+            path = root / name
+            if path.is_file():
+                info.spec_text, info.spec_name = path.read_text(errors="replace"), name
+                break
+    return info, values
 
 
 def _short_init(init: str) -> str:
@@ -241,7 +294,8 @@ def read_run(run_dir: Path) -> RunRecord:
         state = STATUS_ALIASES.get(state, state)
         record.run_id = str(status.get("run_id") or run_dir.name)
         if state == "failed":
-            record.status, record.error = "failed", str(status.get("error") or "failed (no error recorded)")
+            default = "cancelled" if status.get("status") == "cancelled" else "failed (no error recorded)"
+            record.status, record.error = "failed", str(status.get("error") or default)
             return record
         if state != "completed":
             record.status = "running" if state == "running" else "pending"

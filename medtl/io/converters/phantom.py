@@ -40,11 +40,11 @@ _BRAIN = {"t1": 520.0, "t1ce": 560.0, "t2": 420.0, "flair": 360.0}
 _FACTORS = {
     "hgg": {  # label: factors for t1, t1ce, t2, flair
         1: (0.55, 0.50, 1.60, 0.90),  # necrotic core
-        4: (1.25, 2.30, 1.20, 1.30),  # enhancing rim
+        4: (1.18, 2.30, 1.20, 1.30),  # enhancing rim
         2: (0.85, 0.90, 1.70, 1.80),  # oedema
     },
     "lgg": {
-        1: (0.70, 0.75, 1.45, 1.50),  # non-enhancing tumour
+        1: (0.78, 0.75, 1.45, 1.50),  # non-enhancing tumour
         2: (0.90, 0.92, 1.35, 1.40),
     },
 }
@@ -87,7 +87,8 @@ def phantom_subject(
 
     # Tumour: an ellipsoid inside one hemisphere; high grade is larger.
     hgg = grade == "HGG"
-    size = rng.uniform(0.28, 0.36) if hgg else rng.uniform(0.17, 0.23)
+    # The grades' sizes overlap a little, as real tumours do: size alone does not decide the grade.
+    size = rng.uniform(0.25, 0.35) if hgg else rng.uniform(0.18, 0.27)
     centre = rng.uniform(0.2, 0.35, 3) * rng.choice([-1.0, 1.0], 3) * radii
     centre[2] = rng.uniform(-0.15, 0.15)
     stretch = rng.uniform(0.85, 1.15, 3)
@@ -113,7 +114,7 @@ def phantom_subject(
         for label, per_mod in factors.items():
             scale[seg == label] = per_mod[m]
         noise = rng.standard_normal((sx, sy, sz), dtype=np.float32)
-        vol = (_BRAIN[modality] * gain) * texture * scale * (1.0 + 0.04 * noise)
+        vol = (_BRAIN[modality] * gain) * texture * scale * (1.0 + 0.06 * noise)
         vol[~brain] = 0.0
         volumes[modality] = np.clip(np.rint(vol), 0, np.iinfo(np.int16).max).astype(np.int16)
     return volumes, seg

@@ -316,18 +316,22 @@ def read_run(run_dir: Path) -> RunRecord:
 
 
 def read_predictions(path: Path) -> Predictions:
-    """``predictions_test.npz``: arrays ``index``, ``patient``, ``target``, ``score`` (one row per
-    sample; classification scores (N,) or (N, K), segmentation ``score`` the per-sample Dice)."""
+    """``predictions_test.npz``: one row per test sample: ``index`` (store sample index), ``patient``,
+    ``score`` and, for classification, ``target``. Classification scores are probabilities ((N,) or
+    (N, K)); segmentation ``score`` is the sample's Dice (NaN where it is undefined) and needs no
+    target."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("index", "patient", "target", "score") if k not in data]
+            missing = [k for k in ("index", "patient", "score") if k not in data]
             if missing:
                 raise InputError(path, f"lacks {', '.join(missing)}")
+            score = np.asarray(data["score"], dtype=np.float64)
+            target = np.asarray(data["target"]) if "target" in data else np.zeros(len(score))
             return Predictions(
                 index=np.asarray(data["index"], dtype=np.int64),
                 patient=np.asarray(data["patient"]).astype(str),
-                target=np.asarray(data["target"]),
-                score=np.asarray(data["score"], dtype=np.float64),
+                target=target,
+                score=score,
             )
     except (OSError, ValueError) as exc:
         raise InputError(path, f"cannot be read as .npz ({exc})") from None

@@ -121,3 +121,27 @@ def test_a_factor_that_does_not_vary_is_a_note_not_an_error(sweep):
     agg = aggregate(read_run_table(sweep), by=["init", "strategy"], metric="auroc")
     assert agg.notes == ["init does not vary (every run has 'random')"]
     assert len(agg.rows) == 4
+
+
+def test_segmentation_runs_compare_dice_with_a_paired_bootstrap(tmp_path):
+    import json
+
+    root = tmp_path / "seg"
+    rng = np.random.default_rng(0)
+    patient = np.repeat([f"p{i}" for i in range(15)], 3)
+    base_dice = rng.uniform(0.6, 0.8, 45)
+    for strategy, shift in (("frozen_encoder", -0.05), ("full", 0.0)):
+        for seed in (0, 1):
+            run = write_run(root, strategy=strategy, seed=seed, predictions=False)
+            dice = np.clip(base_dice + shift + 0.01 * rng.standard_normal(45), 0, 1)
+            metrics = json.loads((run / "metrics.json").read_text())
+            metrics["task"], metrics["test"] = "segmentation", {"dice": float(dice.mean())}
+            (run / "metrics.json").write_text(json.dumps(metrics))
+            np.savez(run / "predictions_test.npz", index=np.arange(45), patient=patient, score=dice)
+    table = read_run_table(root)
+    assert {r.objective for r in table.completed} == {"segmentation"}
+    agg = aggregate(table, by=["strategy"], metric="dice", baseline=("strategy", "full"), bootstrap=300)
+    frozen = _row(agg, strategy="frozen_encoder")
+    assert frozen.ci_source == "patients"
+    assert frozen.comparison.difference == pytest.approx(-0.05, abs=0.01)
+    assert frozen.comparison.p_value < 0.01 and "paired bootstrap over 15 patients" in frozen.comparison.test

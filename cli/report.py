@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -86,17 +87,18 @@ def show(result) -> None:
     for r in agg.rows:
         c = r.comparison
         diff = "baseline" if r.is_baseline else ("–" if c is None else f"{c.difference:+.3f}")
-        p = "" if c is None else f"{c.p_holm:.3g}"
+        p = "" if c is None or not math.isfinite(c.p_holm) else f"{c.p_holm:.3g}"
         low, high = r.ci95
+        ci = f"{low:.3f}–{high:.3f}" if math.isfinite(low) and math.isfinite(high) else "–"
         table.add_row(
             *(r.key[f] for f in agg.by),
             f"{len(r.runs)}/{r.total}",
             r.metric.format(),
-            f"{low:.3f}–{high:.3f}",
+            ci,
             diff,
             p,
             "–" if r.params_trained is None else f"{r.params_trained:,}",
-            f"{r.kwh.mean:.2e}",
+            f"{r.kwh.mean:.2e}" if math.isfinite(r.kwh.mean) else "–",
         )
     console.print(table)
     for note in result.notes:

@@ -43,6 +43,8 @@ TESTS: tuple[str, ...] = ("bootstrap", "delong")
 # Metrics where lower is better (the Pareto front and "best" flip for them).
 LOWER_IS_BETTER = frozenset({"loss", "hd95", "hausdorff"})
 SEGMENTATION_METRICS = frozenset({"dice", "mean_dice", "iou"})
+# Metrics not confined to [0, 1].
+UNBOUNDED = frozenset({"loss", "hd95", "hausdorff", "wall_s", "kwh"})
 
 
 @dataclass
@@ -164,7 +166,10 @@ def _interval(runs: Sequence[RunRecord], metric: str, task: str | None, n: int, 
         )
         return result.ci95, "patients"
     if len(runs) >= 2:
-        return over_runs(r.value(metric) for r in runs).ci95, "runs"
+        low, high = over_runs(r.value(metric) for r in runs).ci95
+        if metric not in UNBOUNDED:  # a t interval of few runs can leave the metric's [0, 1] range
+            low, high = max(low, 0.0), min(high, 1.0)
+        return (low, high), "runs"
     if len(runs) == 1 and metric in runs[0].test_ci:
         return runs[0].test_ci[metric], "run"
     return (math.nan, math.nan), ""

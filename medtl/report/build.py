@@ -98,6 +98,15 @@ def _choose_metric(table: RunTable, metric: str | None) -> tuple[str, list[str]]
     return metric, notes
 
 
+def _comparison_notes(agg: Aggregate) -> list[str]:
+    """One note per reason a comparison has no test, naming the groups it concerns."""
+    by_note: dict[str, list[str]] = {}
+    for r in agg.rows:
+        if r.comparison is not None and r.comparison.note:
+            by_note.setdefault(r.comparison.note, []).append(r.label(agg.by))
+    return [f"{note} ({', '.join(groups)})" for note, groups in by_note.items()]
+
+
 def _default_by(table: RunTable) -> list[str]:
     varying = table.varying()
     return [f for f in DEFAULT_BY if f in varying] or ["strategy"]
@@ -220,11 +229,7 @@ def build_report(
             bootstrap=bootstrap,
             seed=seed,
         )
-    agg.notes = (
-        notes
-        + agg.notes
-        + [f"{r.label(agg.by)}: {r.comparison.note}" for r in agg.rows if r.comparison and r.comparison.note]
-    )
+    agg.notes = notes + agg.notes + _comparison_notes(agg)
     counts = table.counts()
     tmp = _prepare_out(out_path, force)
     try:

@@ -43,6 +43,7 @@ WatchOpt = Annotated[
     bool, typer.Option("--watch", help="rebuild while the sweep runs, until every run ended")
 ]
 IntervalOpt = Annotated[float, typer.Option("--interval", help="seconds between rebuilds with --watch")]
+FiguresOpt = Annotated[bool, typer.Option("--figures/--no-figures", help="draw the figures (PNG, SVG)")]
 
 
 def report(
@@ -57,6 +58,7 @@ def report(
     bootstrap: BootstrapOpt = 1000,
     watch: WatchOpt = False,
     interval: IntervalOpt = 30.0,
+    figures: FiguresOpt = True,
 ) -> None:
     """Aggregate a sweep's runs by factors: mean ± std, 95% CIs, paired tests, tables, figures, HTML."""
     from medtl.report import build_report, parse_baseline
@@ -68,6 +70,7 @@ def report(
         test=test,
         objective=objective,
         bootstrap=bootstrap,
+        figures=figures,
     )
     result = build_report(sweep, out, force=force, **kwargs)
     show(result)

@@ -208,8 +208,10 @@ def build_report(
     bootstrap: int = 1000,
     seed: int = 0,
     force: bool = False,
+    figures: bool = True,
 ) -> ReportResult:
-    """Read the runs under ``sweep_dir`` and write the report to ``out`` (default SWEEP/report)."""
+    """Read the runs under ``sweep_dir`` and write the report to ``out`` (default SWEEP/report);
+    ``figures=False`` writes the tables and the page without figures (much faster)."""
     root = Path(sweep_dir)
     table = read_run_table(root)
     out_path = Path(out) if out is not None else root / "report"
@@ -233,7 +235,7 @@ def build_report(
     counts = table.counts()
     tmp = _prepare_out(out_path, force)
     try:
-        figures = all_figures(agg, table.records, tmp / "figures")
+        drawn = all_figures(agg, table.records, tmp / "figures") if figures else []
         result_table = results_table(agg)
         failed = failed_table(table)
         (tmp / "tables" / "results.md").write_text(to_markdown(result_table))
@@ -251,7 +253,7 @@ def build_report(
             counts=counts,
             notes=agg.notes,
             tables=[result_table],
-            figures=figures,
+            figures=drawn,
             failed=failed,
             unfinished=unfinished,
             spec_name=table.sweep.spec_name,
@@ -259,14 +261,14 @@ def build_report(
             versions=versions(),
         )
         (tmp / "index.html").write_text(render(page))
-        summary = _summary_json(agg, counts, figures, root)
+        summary = _summary_json(agg, counts, drawn, root)
         (tmp / REPORT_MARKER).write_text(json.dumps(summary, indent=2) + "\n")
-        figures = [
+        placed = [
             Figure(f.name, f.title, f.alt, {k: out_path / "figures" / p.name for k, p in f.files.items()})
-            for f in figures
+            for f in drawn
         ]
         _swap_into_place(tmp, out_path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ReportResult(out_path, out_path / "index.html", agg, counts, figures, agg.notes)
+    return ReportResult(out_path, out_path / "index.html", agg, counts, placed, agg.notes)

@@ -14,7 +14,7 @@ runner = CliRunner()
 
 def test_report_prints_the_table_and_where_the_page_is(tmp_path):
     root = write_sweep(tmp_path / "s", strategies=("linear", "full"))
-    result = runner.invoke(app, ["report", str(root), "--baseline", "strategy=full", "--bootstrap", "100"])
+    result = runner.invoke(app, ["report", str(root), "--baseline", "strategy=full", "--bootstrap", "100", "--no-figures"])
     assert result.exit_code == 0, result.output
     assert "test auroc by strategy" in result.output and "baseline" in result.output
     assert f"report: {root / 'report' / 'index.html'}" in result.output.replace("\n", "")
@@ -24,10 +24,13 @@ def test_report_prints_the_table_and_where_the_page_is(tmp_path):
 
 def test_existing_report_needs_force(tmp_path):
     root = write_sweep(tmp_path / "s", strategies=("linear", "full"), seeds=(0,))
-    assert runner.invoke(app, ["report", str(root), "--bootstrap", "50"]).exit_code == 0
-    again = runner.invoke(app, ["report", str(root), "--bootstrap", "50"])
+    assert runner.invoke(app, ["report", str(root), "--bootstrap", "50", "--no-figures"]).exit_code == 0
+    again = runner.invoke(app, ["report", str(root), "--bootstrap", "50", "--no-figures"])
     assert again.exit_code == 2 and "output already exists (pass --force to replace it)" in again.output
-    assert runner.invoke(app, ["report", str(root), "--bootstrap", "50", "--force"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["report", str(root), "--bootstrap", "50", "--force", "--no-figures"]).exit_code
+        == 0
+    )
 
 
 def test_bad_inputs_are_one_line_with_exit_2(tmp_path):
@@ -62,7 +65,9 @@ def test_watch_rebuilds_until_every_run_ended(tmp_path, monkeypatch):
         write_run(root, strategy="full", seed=1, run_id="late")
 
     monkeypatch.setattr("medtl_cli.report.time.sleep", finish_the_run)
-    result = runner.invoke(app, ["report", str(root), "--watch", "--interval", "5", "--bootstrap", "50"])
+    result = runner.invoke(
+        app, ["report", str(root), "--watch", "--interval", "5", "--bootstrap", "50", "--no-figures"]
+    )
     assert result.exit_code == 0, result.output
     assert sleeps == [5.0]
     assert "1 running" in result.output and "3 completed; report" in result.output.replace("\n", "")

@@ -50,7 +50,7 @@ def test_report_folder_holds_tables_figures_and_one_self_contained_page(sweep):
 
 
 def test_tables_agree_with_each_other(sweep):
-    build_report(sweep, baseline=("strategy", "full"), bootstrap=200)
+    build_report(sweep, baseline=("strategy", "full"), bootstrap=200, figures=False)
     tables = sweep / "report" / "tables"
     rows = list(csv.DictReader(io.StringIO((tables / "results.csv").read_text())))
     md = (tables / "results.md").read_text()
@@ -108,7 +108,7 @@ def test_mixed_objectives_are_refused_unless_one_is_chosen(tmp_path):
         match=r"mixes runs of different objectives: classification \(2 runs\), segmentation \(1 runs\)",
     ):
         build_report(root)
-    result = build_report(root, objective="classification", bootstrap=50)
+    result = build_report(root, objective="classification", bootstrap=50, figures=False)
     assert result.counts["completed"] == 2
     with pytest.raises(UnknownChoiceError, match="unknown objective"):
         build_report(root, objective="simclr", force=True)
@@ -120,7 +120,7 @@ def test_a_metric_some_runs_lack_is_noted_and_one_none_has_is_an_error(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     del metrics["test"]["balanced_accuracy"]
     (run / "metrics.json").write_text(json.dumps(metrics))
-    result = build_report(root, metric="balanced_accuracy", bootstrap=50)
+    result = build_report(root, metric="balanced_accuracy", bootstrap=50, figures=False)
     assert any("1 finished runs lack test balanced_accuracy" in n for n in result.notes)
     linear = next(r for r in result.aggregate.rows if r.key["strategy"] == "linear")
     assert linear.metric.n == 1 and linear.missing_metric == 1
@@ -135,7 +135,7 @@ def test_corrupt_metrics_json_is_a_failed_run_and_the_report_is_still_written(tm
     table = read_run_table(root)
     bad = next(r for r in table.records if r.run_id == "brats-random-full-f1-s1")
     assert bad.status == "failed" and bad.error.startswith("metrics.json: not valid JSON")
-    result = build_report(root, bootstrap=50)
+    result = build_report(root, bootstrap=50, figures=False)
     assert result.counts["failed"] == 1
     page = result.html.read_text()
     assert "brats-random-full-f1-s1" in page and "metrics.json: not valid JSON" in page
@@ -143,19 +143,19 @@ def test_corrupt_metrics_json_is_a_failed_run_and_the_report_is_still_written(tm
 
 def test_by_a_field_that_does_not_vary(tmp_path):
     root = write_sweep(tmp_path / "s", strategies=("linear", "full"), seeds=(0,))
-    result = build_report(root, by=["backbone", "strategy"], bootstrap=50)
+    result = build_report(root, by=["backbone", "strategy"], bootstrap=50, figures=False)
     assert "backbone does not vary (every run has 'resnet18')" in result.notes
     assert "backbone does not vary" in result.html.read_text()
 
 
 def test_existing_output_needs_force_and_is_replaced_whole(tmp_path):
     root = write_sweep(tmp_path / "s", strategies=("linear", "full"), seeds=(0,))
-    build_report(root, bootstrap=50)
+    build_report(root, bootstrap=50, figures=False)
     (root / "report" / "stale.txt").write_text("left from an earlier report")
     with pytest.raises(OutputExistsError) as err:
-        build_report(root, bootstrap=50)
+        build_report(root, bootstrap=50, figures=False)
     assert err.value.hint == "pass --force to replace it"
-    build_report(root, bootstrap=50, force=True)
+    build_report(root, bootstrap=50, force=True, figures=False)
     assert not (root / "report" / "stale.txt").exists() and (root / "report" / "index.html").is_file()
     assert not [p for p in root.iterdir() if p.name.startswith(".report")]  # no temporary left
 
@@ -172,7 +172,7 @@ def test_force_never_replaces_a_folder_that_is_not_a_report(tmp_path):
 
 def test_a_failure_while_writing_leaves_the_previous_report(tmp_path, monkeypatch):
     root = write_sweep(tmp_path / "s", strategies=("linear", "full"), seeds=(0,))
-    build_report(root, bootstrap=50)
+    build_report(root, bootstrap=50, figures=False)
     before = (root / "report" / "index.html").read_text()
 
     def broken(*args, **kwargs):
@@ -180,6 +180,13 @@ def test_a_failure_while_writing_leaves_the_previous_report(tmp_path, monkeypatc
 
     monkeypatch.setattr("medtl.report.build.render", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        build_report(root, bootstrap=50, force=True)
+        build_report(root, bootstrap=50, force=True, figures=False)
     assert (root / "report" / "index.html").read_text() == before
     assert not [p for p in root.iterdir() if p.name.startswith(".report")]
+
+
+def test_no_figures_writes_tables_and_page_only(tmp_path):
+    root = write_sweep(tmp_path / "s", strategies=("linear", "full"), seeds=(0,))
+    result = build_report(root, bootstrap=50, figures=False)
+    assert result.figures == [] and not list((root / "report" / "figures").iterdir())
+    assert "data:image/png" not in result.html.read_text() and (root / "report/tables/results.md").is_file()

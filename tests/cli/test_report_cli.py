@@ -14,7 +14,9 @@ runner = CliRunner()
 
 def test_report_prints_the_table_and_where_the_page_is(tmp_path):
     root = write_sweep(tmp_path / "s", strategies=("linear", "full"))
-    result = runner.invoke(app, ["report", str(root), "--baseline", "strategy=full", "--bootstrap", "100", "--no-figures"])
+    result = runner.invoke(
+        app, ["report", str(root), "--baseline", "strategy=full", "--bootstrap", "100", "--no-figures"]
+    )
     assert result.exit_code == 0, result.output
     assert "test auroc by strategy" in result.output and "baseline" in result.output
     assert f"report: {root / 'report' / 'index.html'}" in result.output.replace("\n", "")

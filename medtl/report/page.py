@@ -75,6 +75,11 @@ def render(page: Page) -> str:
         )
     parts.append("<h2>Results</h2>")
     parts += [to_html(t) for t in page.tables]
+    parts.append(
+        '<p class="meta">The same table as <a href="tables/results.md">Markdown</a>, '
+        '<a href="tables/results.csv">CSV</a> (unrounded) and <a href="tables/results.tex">LaTeX</a> '
+        '(booktabs); every run in <a href="tables/runs.csv">runs.csv</a>.</p>'
+    )
     if page.figures:
         parts.append("<h2>Figures</h2>")
         parts += [_img(f) for f in page.figures]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medtl.metrics.summary import over_runs
-from medtl.report.aggregate import LOWER_IS_BETTER, Aggregate, GroupRow
+from medtl.report.aggregate import LOWER_IS_BETTER, UNBOUNDED, Aggregate, GroupRow
 from medtl.report.records import RunRecord, sort_levels
 
 # Okabe & Ito (2008), "Color Universal Design"; yellow last (weak on white).
@@ -197,8 +197,21 @@ def _group_points(agg: Aggregate, x_of) -> list[tuple[int, GroupRow, float]]:
     return [(i, r, x_of(r)) for i, r in enumerate(agg.rows) if r.runs and x_of(r) is not None and x_of(r) > 0]
 
 
+def _dodged(points) -> list[float]:
+    """x positions with groups that share an x (same parameter count) spread a little apart on the
+    log axis, so their intervals do not hide each other."""
+    same: dict[float, list[int]] = defaultdict(list)
+    for k, (_, _, x) in enumerate(points):
+        same[x].append(k)
+    out = [x for _, _, x in points]
+    for x, members in same.items():
+        for j, k in enumerate(members):
+            out[k] = x * 10 ** (0.04 * (j - (len(members) - 1) / 2))
+    return out
+
+
 def _scatter_groups(ax, agg: Aggregate, points) -> None:
-    for i, r, x in points:
+    for (i, r, _), x in zip(points, _dodged(points)):
         low, high = _err(r)
         st = style(i)
         ax.errorbar(
@@ -253,7 +266,8 @@ def metric_vs_kwh(agg: Aggregate, out_dir: Path) -> Figure | None:
     ax = fig.add_subplot()
     _scatter_groups(ax, agg, points)
     front = pareto_front([(x, r.metric.mean) for _, r, x in points], agg.metric in LOWER_IS_BETTER)
-    fx = [points[i][2] for i in front]
+    placed = _dodged(points)
+    fx = [placed[i] for i in front]
     fy = [points[i][1].metric.mean for i in front]
     ax.plot(
         fx,
@@ -387,15 +401,20 @@ def few_shot_curves(agg: Aggregate, records: Sequence[RunRecord], out_dir: Path)
         groups[label][float(r.factors["fraction"])].append(r.value(agg.metric))
     fig = _new_figure()
     ax = fig.add_subplot()
+    bounded = agg.metric not in UNBOUNDED
     for i, (label, cells) in enumerate(groups.items()):
         st = style(i)
         xs = sorted(cells)
         stats = [over_runs(cells[x]) for x in xs]
         ys = [s.mean for s in stats]
-        low = [s.mean - s.ci95[0] if math.isfinite(s.ci95[0]) else 0.0 for s in stats]
-        high = [s.ci95[1] - s.mean if math.isfinite(s.ci95[1]) else 0.0 for s in stats]
+        lows = [max(s.ci95[0], 0.0) if bounded else s.ci95[0] for s in stats]
+        highs = [min(s.ci95[1], 1.0) if bounded else s.ci95[1] for s in stats]
+        low = [m - lo if math.isfinite(lo) else 0.0 for m, lo in zip(ys, lows)]
+        high = [hi - m if math.isfinite(hi) else 0.0 for m, hi in zip(ys, highs)]
+        # Series side by side (a few hundredths of a decade apart), so equal values do not hide each other.
+        dodge = 10 ** (0.025 * (i - (len(groups) - 1) / 2))
         ax.errorbar(
-            [100 * x for x in xs],
+            [100 * x * dodge for x in xs],
             ys,
             yerr=[low, high],
             color=st["color"],

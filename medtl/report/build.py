@@ -196,6 +196,41 @@ def _summary_json(
     }
 
 
+def _write_report(
+    tmp: Path, table: RunTable, agg: Aggregate, counts: dict[str, int], figures: bool
+) -> list[Figure]:
+    """Every file of the report into ``tmp``; returns the figures drawn."""
+    root = table.sweep.root
+    drawn = all_figures(agg, table.records, tmp / "figures") if figures else []
+    result_table = results_table(agg)
+    failed = failed_table(table)
+    (tmp / "tables" / "results.md").write_text(to_markdown(result_table))
+    (tmp / "tables" / "results.tex").write_text(to_latex(result_table))
+    (tmp / "tables" / "results.csv").write_text(results_csv(agg))
+    metrics = sorted({k for r in table.completed for k in r.test})
+    (tmp / "tables" / "runs.csv").write_text(runs_csv(table, metrics))
+    if failed is not None:
+        (tmp / "tables" / "failed.md").write_text(to_markdown(failed))
+    page = Page(
+        title=f"medtl report: {table.sweep.name}",
+        subtitle=f"{root.resolve()} · test {agg.metric} by {', '.join(agg.by)} · "
+        f"written {time.strftime('%Y-%m-%d %H:%M')}",
+        counts=counts,
+        notes=agg.notes,
+        tables=[result_table],
+        figures=drawn,
+        failed=failed,
+        unfinished=[f"{r.run_id} ({r.status})" for r in table.with_status("running", "pending")],
+        spec_name=table.sweep.spec_name,
+        spec_text=table.sweep.spec_text,
+        versions=versions(),
+    )
+    (tmp / "index.html").write_text(render(page))
+    summary = _summary_json(agg, counts, drawn, root)
+    (tmp / REPORT_MARKER).write_text(json.dumps(summary, indent=2) + "\n")
+    return drawn
+
+
 def build_report(
     sweep_dir: str | Path,
     out: str | Path | None = None,
@@ -235,40 +270,13 @@ def build_report(
     counts = table.counts()
     tmp = _prepare_out(out_path, force)
     try:
-        drawn = all_figures(agg, table.records, tmp / "figures") if figures else []
-        result_table = results_table(agg)
-        failed = failed_table(table)
-        (tmp / "tables" / "results.md").write_text(to_markdown(result_table))
-        (tmp / "tables" / "results.tex").write_text(to_latex(result_table))
-        (tmp / "tables" / "results.csv").write_text(results_csv(agg))
-        metrics = sorted({k for r in table.completed for k in r.test})
-        (tmp / "tables" / "runs.csv").write_text(runs_csv(table, metrics))
-        if failed is not None:
-            (tmp / "tables" / "failed.md").write_text(to_markdown(failed))
-        unfinished = [f"{r.run_id} ({r.status})" for r in table.with_status("running", "pending")]
-        page = Page(
-            title=f"medtl report: {table.sweep.name}",
-            subtitle=f"{root.resolve()} · test {metric} by {', '.join(agg.by)} · "
-            f"written {time.strftime('%Y-%m-%d %H:%M')}",
-            counts=counts,
-            notes=agg.notes,
-            tables=[result_table],
-            figures=drawn,
-            failed=failed,
-            unfinished=unfinished,
-            spec_name=table.sweep.spec_name,
-            spec_text=table.sweep.spec_text,
-            versions=versions(),
-        )
-        (tmp / "index.html").write_text(render(page))
-        summary = _summary_json(agg, counts, drawn, root)
-        (tmp / REPORT_MARKER).write_text(json.dumps(summary, indent=2) + "\n")
-        placed = [
-            Figure(f.name, f.title, f.alt, {k: out_path / "figures" / p.name for k, p in f.files.items()})
-            for f in drawn
-        ]
+        drawn = _write_report(tmp, table, agg, counts, figures)
         _swap_into_place(tmp, out_path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    placed = [
+        Figure(f.name, f.title, f.alt, {k: out_path / "figures" / p.name for k, p in f.files.items()})
+        for f in drawn
+    ]
     return ReportResult(out_path, out_path / "index.html", agg, counts, placed, agg.notes)

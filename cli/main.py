@@ -21,6 +21,7 @@ from medtl_cli import (
     models,
     prepare,
     probe,
+    quickstart,
     report,
     strategies,
 )
@@ -57,6 +58,7 @@ def root(
 
 # The workflow's order: prepare -> data -> models/strategies -> finetune -> extract/probe -> evaluate
 # -> report.
+app.command("quickstart")(quickstart.quickstart)
 app.add_typer(prepare.app, name="prepare")
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint docs browser-deps test-gpu clean
+.PHONY: install demo test lint docs browser-deps check-py310 test-gpu clean
 
 install:
 	bash scripts/install.sh $(VENV)
@@ -28,7 +28,11 @@ browser-deps:
 	  && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } \
 	  || echo "chromium not installed: browser tests will be skipped"
 
-test: lint docs browser-deps
+# pyproject promises Python 3.10: compile and import-check medtl under 3.10 when the machine has it.
+check-py310:
+	bash .ci/check-py310
+
+test: lint check-py310 docs browser-deps
 	$(BIN)/pytest -q
 
 # Tests marked `gpu` (AMP, channels_last, compile) need a CUDA device.

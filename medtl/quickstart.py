@@ -62,12 +62,14 @@ split = "{split}"
 backbone = "resnet18"
 init = "random"
 lr = {LR}
-class_weights = "balanced"   # tumour slices: more HGG than LGG
 epochs_scale = {epochs_scale}
 batch_size = 32
 num_workers = 0
 device = "cpu"
 bootstrap = 1000
+
+[base.objective]
+class_weights = "balanced"   # tumour slices: more HGG than LGG
 
 [grid]
 strategy = [{quoted}]

@@ -12,7 +12,19 @@ from typing import Annotated, Optional
 import typer
 
 from medtl import __version__
-from medtl_cli import config_cmd, data, evaluate, extract, finetune, models, prepare, probe, strategies
+from medtl_cli import (
+    config_cmd,
+    data,
+    evaluate,
+    extract,
+    finetune,
+    models,
+    prepare,
+    probe,
+    quickstart,
+    report,
+    strategies,
+)
 from medtl_cli.app import MedtlGroup, setup_logging, state
 
 app = typer.Typer(
@@ -44,7 +56,9 @@ def root(
     setup_logging()
 
 
-# The workflow's order: prepare -> data -> models/strategies -> finetune -> extract/probe -> evaluate.
+# The workflow's order: prepare -> data -> models/strategies -> finetune -> extract/probe -> evaluate
+# -> report.
+app.command("quickstart")(quickstart.quickstart)
 app.add_typer(prepare.app, name="prepare")
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
@@ -53,6 +67,7 @@ app.command("finetune", cls=finetune.FinetuneCommand)(finetune.finetune)
 app.command("extract")(extract.extract)
 app.command("probe")(probe.probe)
 app.command("evaluate")(evaluate.evaluate)
+app.command("report")(report.report)
 app.add_typer(config_cmd.app, name="config")
 
 

@@ -26,6 +26,7 @@ from medtl.engine.distributed import DistInfo, EpochSampler, barrier, init_distr
 from medtl.engine.energy import kwh
 from medtl.engine.evaluation import evaluate_loader
 from medtl.engine.inputs import LoaderSettings, TrainData, batches
+from medtl.engine.predictions import PREDICTIONS_FILE, per_sample, write_predictions
 from medtl.engine.record import METRICS_FILE, DataRecord, RunMetrics
 from medtl.engine.run_config import CONFIG_FILE, RunConfig
 from medtl.engine.runtime import resolve_device
@@ -279,8 +280,10 @@ def evaluate_partition(
     *,
     bootstrap: int,
     seed: int,
+    predictions: Path | None = None,
 ) -> PartitionMetrics | None:
-    """Metrics of one partition with the model's current weights, with patient bootstrap CIs."""
+    """Metrics of one partition with the model's current weights, with patient bootstrap CIs;
+    ``predictions``: also write the per-sample outputs there (``predictions_test.npz``)."""
     data, config = trainer.data, trainer.config
     idx = data.partitions[name]
     if len(idx) == 0:
@@ -290,6 +293,10 @@ def evaluate_partition(
     loader = batches(dataset, EpochSampler(len(idx), shuffle=False), settings, train=False)
     result = evaluate_loader(objective, trainer.model, loader, precision=trainer.precision)
     groups = data.store.patient_ids[idx]
+    if predictions is not None:
+        values = per_sample(result.metric)
+        if values is not None:
+            write_predictions(predictions, idx, groups, values)
     return objective.summarise(result.metric, loss=result.loss, groups=groups, bootstrap=bootstrap, seed=seed)
 
 
@@ -308,7 +315,14 @@ def _finish(
     last = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     load_model_weights(trainer.model, ckpt / "best.safetensors")
     val = evaluate_partition(objective, trainer, "val", bootstrap=0, seed=config.seed)
-    test = evaluate_partition(objective, trainer, "test", bootstrap=config.bootstrap, seed=config.seed)
+    test = evaluate_partition(
+        objective,
+        trainer,
+        "test",
+        bootstrap=config.bootstrap,
+        seed=config.seed,
+        predictions=run_dir / PREDICTIONS_FILE,
+    )
     trainer.model.load_state_dict(last)
     record = _record(config, trainer, split_source, init_report, wall, val=val, test=test)
     record.save(run_dir / METRICS_FILE)

@@ -32,6 +32,7 @@ PALETTE = np.array(
 ALPHA = 0.45
 GAP = 4  # pixels between panels
 TITLE_HEIGHT = 14
+MIN_SIDE = 128  # smaller images are enlarged (nearest neighbour) so that the panels can be read
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -68,9 +69,13 @@ def save_overlay(
     *,
     titles: Sequence[str] = ("image", "truth", "prediction"),
 ) -> Path:
-    """Write ``overlay_panels`` with a title row as a PNG at ``path`` (atomically)."""
+    """Write ``overlay_panels`` with a title row as a PNG at ``path`` (atomically); images smaller
+    than ``MIN_SIDE`` pixels are enlarged by a whole factor first."""
     from PIL import Image, ImageDraw
 
+    factor = max(1, -(-MIN_SIDE // max(1, min(image.shape[-2:]))))
+    if factor > 1:
+        image, truth, prediction = (np.kron(a, np.ones((factor, factor))) for a in (image, truth, prediction))
     panels = overlay_panels(image, truth, prediction)
     width = (panels.shape[1] - 2 * GAP) // 3
     canvas = Image.new("RGB", (panels.shape[1], panels.shape[0] + TITLE_HEIGHT), "white")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl.data.overlays import GAP, PALETTE, TITLE_HEIGHT, overlay_panels, save_overlay
+from medtl.data.overlays import GAP, MIN_SIDE, PALETTE, TITLE_HEIGHT, overlay_panels, save_overlay
 
 
 def _case():
@@ -37,7 +37,8 @@ def test_save_overlay_writes_a_png(tmp_path):
     image, truth, prediction = _case()
     path = save_overlay(tmp_path / "overlays" / "val_0003.png", image, truth, prediction)
     with Image.open(path) as png:
-        assert png.format == "PNG" and png.size == (3 * 16 + 2 * GAP, 16 + TITLE_HEIGHT)
+        # 16 px images are enlarged 8x to MIN_SIDE
+        assert png.format == "PNG" and png.size == (3 * MIN_SIDE + 2 * GAP, MIN_SIDE + TITLE_HEIGHT)
     assert sorted(p.name for p in path.parent.iterdir()) == ["val_0003.png"]  # no temporary left
 
 

@@ -4,11 +4,11 @@ The reference is what the 21-model benchmark ran: ``smp.Unet(encoder, classes=1)
 loop over a PNG folder read with PIL (image and mask files, random horizontal flip, ImageNet-style
 normalisation). medtl trains ``build_unet(encoder, 1)`` on the store that ``medtl prepare seg`` made
 from the same PNGs, read by ``StoreDataset`` / ``make_loader`` with ``build_transforms`` (the same flip
-and normalisation, mask moved along) and its ``dice`` loss; with ``--engine`` it also runs
-``medtl finetune`` itself (the engine's loop, once the segmentation objective is there). Both sides
+and normalisation, mask moved along) and its ``dice`` loss. Both sides
 use Adam, the same batch size, worker count, image size and Dice loss, one warm-up step, then
-``--steps`` timed steps; configurations alternate, best of ``--repeat``. Parameter counts of both
-models are printed (they match: same decoder, same head).
+``--steps`` timed steps; configurations alternate, best of ``--repeat``. Images per wall second and
+per CPU second (process + loader workers: steadier on a shared machine) are printed, with the
+parameter counts of both models (they match: same decoder, same head).
 
     MEDTL_EXTRAS=dev,bench make install           # segmentation_models_pytorch, benchmark only
     .venv/bin/python benchmarks/bench_segmentation.py                       # resnet18, resnet50 at 128 px
@@ -78,6 +78,22 @@ class PngPairs(Dataset):
         return torch.from_numpy(image.copy())[None], torch.from_numpy(mask.copy())[None]
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its DataLoader workers, finished or alive (contention on a shared
+    machine slows the wall clock far more than it changes the CPU time a step needs)."""
+    import resource
+
+    import psutil
+
+    own, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def _cycle(make: Callable[[], DataLoader]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     while True:
         yield from make()
@@ -85,8 +101,9 @@ def _cycle(make: Callable[[], DataLoader]) -> Iterator[tuple[torch.Tensor, torch
 
 def train_rate(
     model: nn.Module, batches: Iterator, loss_fn: nn.Module, device: torch.device, steps: int, amp: str
-) -> float:
-    """Images per second over ``steps`` training steps (loader included) after one warm-up step."""
+) -> tuple[float, float]:
+    """(images per wall second, images per CPU second) over ``steps`` training steps (loader
+    included) after one warm-up step."""
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -105,12 +122,12 @@ def train_rate(
     one_step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start, seen = time.perf_counter(), 0
+    start, cpu_start, seen = time.perf_counter(), cpu_seconds(), 0
     for _ in range(steps):
         seen += one_step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return seen / (time.perf_counter() - start)
+    return seen / (time.perf_counter() - start), seen / max(cpu_seconds() - cpu_start, 1e-9)
 
 
 def smp_side(encoder: str, pngs: tuple[Path, Path], args: argparse.Namespace) -> tuple[nn.Module, Iterator]:
@@ -178,6 +195,7 @@ def main() -> None:
         convert_seg_pairs(pngs[0], store, masks=[pngs[1]], binary=True, channels=1)
         for encoder in args.encoders.split(","):
             rates: dict[str, float] = {"smp": 0.0, "medtl": 0.0}
+            per_cpu: dict[str, float] = {"smp": 0.0, "medtl": 0.0}
             counts: dict[str, int] = {}
             for _ in range(args.repeat):
                 for side in ("smp", "medtl"):
@@ -188,22 +206,26 @@ def main() -> None:
                         model, batches = medtl_side(encoder, store, args)
                         loss = dice
                     counts[side] = n_params(model)
-                    rate = train_rate(model, batches, loss, device, args.steps, args.amp)
-                    rates[side] = max(rates[side], rate)
+                    rate, cpu_rate = train_rate(model, batches, loss, device, args.steps, args.amp)
+                    rates[side], per_cpu[side] = max(rates[side], rate), max(per_cpu[side], cpu_rate)
                     del model, batches
-                    print(f"  {encoder} {side}: {rate:.2f} images/s", flush=True)
+                    print(f"  {encoder} {side}: {rate:.2f} images/s, {cpu_rate:.3f} images/CPU-s", flush=True)
             row = {
                 "encoder": encoder,
                 "smp_images_per_s": rates["smp"],
                 "medtl_images_per_s": rates["medtl"],
                 "ratio": rates["medtl"] / rates["smp"],
+                "smp_images_per_cpu_s": per_cpu["smp"],
+                "medtl_images_per_cpu_s": per_cpu["medtl"],
+                "cpu_ratio": per_cpu["medtl"] / per_cpu["smp"],
                 "smp_parameters": counts["smp"],
                 "medtl_parameters": counts["medtl"],
             }
             results.append(row)
             print(
                 f"{encoder}: smp {rates['smp']:.2f}, medtl {rates['medtl']:.2f} images/s "
-                f"({row['ratio']:.2f}x); parameters smp {counts['smp']:,}, medtl {counts['medtl']:,}",
+                f"({row['ratio']:.2f}x; per CPU-second {row['cpu_ratio']:.2f}x); "
+                f"parameters smp {counts['smp']:,}, medtl {counts['medtl']:,}",
                 flush=True,
             )
     summary = {"device": machine, "size": args.size, "batch_size": args.batch_size, "results": results}

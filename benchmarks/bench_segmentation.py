@@ -7,8 +7,9 @@ from the same PNGs, read by ``StoreDataset`` / ``make_loader`` with ``build_tran
 and normalisation, mask moved along) and its ``dice`` loss. Both sides
 use Adam, the same batch size, worker count, image size and Dice loss, one warm-up step, then
 ``--steps`` timed steps; configurations alternate, best of ``--repeat``. Images per wall second and
-per CPU second (process + loader workers: steadier on a shared machine) are printed, with the
-parameter counts of both models (they match: same decoder, same head).
+per CPU second (process + loader workers: steadier on a shared machine) are printed, then the
+network alone (the same steps on one batch in memory), with the parameter counts of both models
+(they match: same decoder, same head).
 
     MEDTL_EXTRAS=dev,bench make install           # segmentation_models_pytorch, benchmark only
     .venv/bin/python benchmarks/bench_segmentation.py                       # resnet18, resnet50 at 128 px
@@ -130,6 +131,14 @@ def train_rate(
     return seen / (time.perf_counter() - start), seen / max(cpu_seconds() - cpu_start, 1e-9)
 
 
+def model_rate(model: nn.Module, loss_fn: nn.Module, args: argparse.Namespace, device: torch.device) -> float:
+    """Images per CPU second of the network alone: training steps on one batch already in memory."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch_size, 1, args.size, args.size, generator=g)
+    y = (torch.rand(args.batch_size, 1, args.size, args.size, generator=g) > 0.7).float()
+    return train_rate(model, iter(lambda: (x, y), None), loss_fn, device, args.steps, args.amp)[1]
+
+
 def smp_side(encoder: str, pngs: tuple[Path, Path], args: argparse.Namespace) -> tuple[nn.Module, Iterator]:
     import segmentation_models_pytorch as smp
 
@@ -196,6 +205,7 @@ def main() -> None:
         for encoder in args.encoders.split(","):
             rates: dict[str, float] = {"smp": 0.0, "medtl": 0.0}
             per_cpu: dict[str, float] = {"smp": 0.0, "medtl": 0.0}
+            network: dict[str, float] = {"smp": 0.0, "medtl": 0.0}
             counts: dict[str, int] = {}
             for _ in range(args.repeat):
                 for side in ("smp", "medtl"):
@@ -208,8 +218,14 @@ def main() -> None:
                     counts[side] = n_params(model)
                     rate, cpu_rate = train_rate(model, batches, loss, device, args.steps, args.amp)
                     rates[side], per_cpu[side] = max(rates[side], rate), max(per_cpu[side], cpu_rate)
+                    alone = model_rate(model, loss, args, device)
+                    network[side] = max(network[side], alone)
                     del model, batches
-                    print(f"  {encoder} {side}: {rate:.2f} images/s, {cpu_rate:.3f} images/CPU-s", flush=True)
+                    print(
+                        f"  {encoder} {side}: {rate:.2f} images/s, {cpu_rate:.3f} images/CPU-s "
+                        f"(network alone {alone:.3f} images/CPU-s)",
+                        flush=True,
+                    )
             row = {
                 "encoder": encoder,
                 "smp_images_per_s": rates["smp"],
@@ -218,13 +234,17 @@ def main() -> None:
                 "smp_images_per_cpu_s": per_cpu["smp"],
                 "medtl_images_per_cpu_s": per_cpu["medtl"],
                 "cpu_ratio": per_cpu["medtl"] / per_cpu["smp"],
+                "smp_network_images_per_cpu_s": network["smp"],
+                "medtl_network_images_per_cpu_s": network["medtl"],
+                "network_ratio": network["medtl"] / network["smp"],
                 "smp_parameters": counts["smp"],
                 "medtl_parameters": counts["medtl"],
             }
             results.append(row)
             print(
                 f"{encoder}: smp {rates['smp']:.2f}, medtl {rates['medtl']:.2f} images/s "
-                f"({row['ratio']:.2f}x; per CPU-second {row['cpu_ratio']:.2f}x); "
+                f"({row['ratio']:.2f}x; per CPU-second {row['cpu_ratio']:.2f}x, network alone "
+                f"{row['network_ratio']:.2f}x); "
                 f"parameters smp {counts['smp']:,}, medtl {counts['medtl']:,}",
                 flush=True,
             )

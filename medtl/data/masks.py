@@ -16,9 +16,9 @@ fit (one line naming the store), ``check_mask_values`` refuses values outside th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -61,6 +61,7 @@ class MaskLayout:
         return "multiclass" if self.mode == "multiclass" else "multilabel"
 
     def describe(self) -> dict[str, object]:
+        """JSON-ready form (a checkpoint's metadata); ``from_description`` reads it back."""
         return {
             "mode": self.mode,
             "class_names": list(self.class_names),
@@ -68,6 +69,20 @@ class MaskLayout:
             "channels": list(self.channels),
             "brats_regions": self.regions,
         }
+
+    @classmethod
+    def from_description(cls, described: Mapping[str, Any]) -> MaskLayout:
+        values = tuple(int(v) for v in described["values"])
+        channels = tuple(described["channels"])
+        return cls(
+            mode=described["mode"],
+            class_names=tuple(described["class_names"]),
+            values=values,
+            channels=channels,
+            regions=bool(described["brats_regions"]),
+            mask_channels=len(channels) if described["mode"] == "multilabel" else 1,
+            lut=_lut(values),
+        )
 
     # -- targets and predictions (torch, on whatever device the batch is) ---------------------------
     def targets(self, masks: torch.Tensor) -> torch.Tensor:
@@ -177,10 +192,16 @@ def _label_map_layout(store: Store, names: tuple[str, ...], mode: str) -> MaskLa
     )
 
 
+def _masks(store: Store) -> np.ndarray:
+    masks = store.masks
+    if masks is None:
+        raise StoreError(store.path, "has no masks (masks.npy)")
+    return masks
+
+
 def check_mask_values(store: Store, layout: MaskLayout, rows: np.ndarray | None = None) -> None:
     """Refuse masks holding values outside ``layout.values`` (one pass over the memory map)."""
-    masks = store.masks
-    assert masks is not None
+    masks = _masks(store)
     rows = np.arange(len(store)) if rows is None else np.sort(np.asarray(rows, dtype=np.int64))
     per_row = int(np.prod(masks.shape[1:]))
     step = max(1, _CHUNK_PIXELS // max(per_row, 1))
@@ -200,8 +221,7 @@ def check_mask_values(store: Store, layout: MaskLayout, rows: np.ndarray | None 
 
 def class_frequencies(store: Store, layout: MaskLayout, rows: np.ndarray) -> np.ndarray:
     """Fraction of pixels of each output channel among ``rows`` (for balanced class weights)."""
-    masks = store.masks
-    assert masks is not None
+    masks = _masks(store)
     rows = np.sort(np.asarray(rows, dtype=np.int64))
     per_row = int(np.prod(masks.shape[1:]))
     step = max(1, _CHUNK_PIXELS // max(per_row, 1))

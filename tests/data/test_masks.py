@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from medtl.data.masks import check_mask_values, class_frequencies, mask_layout
+from medtl.data.masks import MaskLayout, check_mask_values, class_frequencies, mask_layout
 from medtl.errors import StoreError
 from medtl.io.store import Store
 from tests.seg_helpers import brats_store, seg_store
@@ -40,6 +40,7 @@ def test_brats_label_store_trains_four_classes_and_measures_regions(stores):
     np.testing.assert_array_equal(regions[:, 2], (raw[:, 0] > 0).numpy())  # WT = 1, 2, 4
     np.testing.assert_array_equal(regions[:, 0], (raw[:, 0] == 4).numpy())
     check_mask_values(store, layout)
+    assert MaskLayout.from_description(layout.describe()) == layout
 
 
 def test_region_store_trains_overlapping_sigmoid_channels(stores):

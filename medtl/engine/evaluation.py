@@ -35,16 +35,18 @@ def evaluate_loader(
     device: torch.device | str = "cpu",
     tta: str | None = None,
     with_loss: bool = True,
+    final: bool = False,
 ) -> Evaluated:
     """Run ``module`` (in eval mode, modes restored after) on every batch dict of ``loader``.
 
     ``precision`` (device, AMP, memory format) defaults to plain float32 on ``device``; ``tta``
     averages the objective's test-time augmented views; ``with_loss`` False skips the loss (TTA
-    outputs are probabilities, which have none).
+    outputs are probabilities, which have none); ``final`` asks the objective for the metric of a
+    final evaluation (``Objective.metric``).
     """
     precision = precision or Precision(torch.device(device))
     module.to(precision.device)
-    metric = objective.metric()
+    metric = objective.metric(final=final)
     total, count = 0.0, 0
     with eval_mode(module):
         for batch in loader:

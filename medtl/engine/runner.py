@@ -291,7 +291,8 @@ def evaluate_partition(
     settings = LoaderSettings(config.batch_size, config.num_workers, trainer.device.type == "cuda")
     dataset = objective.dataset(data.store, idx, data.eval_transform)
     loader = batches(dataset, EpochSampler(len(idx), shuffle=False), settings, train=False)
-    result = evaluate_loader(objective, trainer.model, loader, precision=trainer.precision)
+    result = evaluate_loader(objective, trainer.model, loader, precision=trainer.precision, final=True)
+    objective.write_outputs(result.metric, trainer.checkpoints.dir.parent, name)
     groups = data.store.patient_ids[idx]
     if predictions is not None:
         values = per_sample(result.metric)

@@ -371,6 +371,24 @@ def evaluate_run(
     if tta is not None and tta not in loaded.objective.tta_modes:
         raise UnknownChoiceError("test-time augmentation", tta, loaded.objective.tta_modes)
     store = Store(store_path)
+    if loaded.objective.kind == "segmentation":
+        return _evaluate_segmentation_run(
+            loaded,
+            store,
+            split=split,
+            tta=tta,
+            class_map=class_map,
+            robustness=robustness,
+            corruptions=corruptions,
+            severities=severities,
+            bootstrap=bootstrap,
+            device=device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            name=name,
+            progress=progress,
+        )
     _check_store(loaded, store)
     multilabel = loaded.task == "multilabel"
     external = store.checksum != _training_checksum(loaded)
@@ -433,5 +451,80 @@ def evaluate_run(
     result.path = (
         loaded.run_dir / f"evaluation_{name or evaluation_name(store.path, split, tta, checkpoint)}.json"
     )
+    write_json(result.path, result.to_dict())
+    return result
+
+
+def _evaluate_segmentation_run(
+    loaded: LoadedRun,
+    store: Store,
+    *,
+    split: str | None,
+    tta: str | None,
+    class_map: object,
+    robustness: bool,
+    corruptions: Sequence[str] | None,
+    severities: Sequence[int],
+    bootstrap: int,
+    device: str,
+    batch_size: int | None,
+    num_workers: int | None,
+    seed: int,
+    name: str | None,
+    progress: Progress,
+) -> EvaluationResult:
+    """``evaluate_run`` for a segmentation run: the store must hold the run's classes as masks."""
+    from medtl.evaluate.segmentation import evaluate_segmentation
+
+    if class_map is not None:
+        raise ConfigError(
+            "class maps are for classification runs; a segmentation store must hold the run's classes"
+        )
+    loaded.objective.check_external(store)  # type: ignore[attr-defined]
+    if store.shape[0] not in (1, loaded.in_chans):
+        raise InputError(
+            store.path, f"has {store.shape[0]}-channel images; the run's model takes {loaded.in_chans}"
+        )
+    external = store.checksum != _training_checksum(loaded)
+    split = split or ("all" if external else "test")
+    indices = _indices(loaded, store, split, external)
+    if len(indices) == 0:
+        raise InputError(store.path, f"no samples to evaluate in split '{split}'")
+    checkpoint = loaded.which
+    label = name or evaluation_name(store.path, split, tta, checkpoint)
+    progress.message(
+        f"evaluating {loaded.run_dir.name} ({checkpoint}) on {store.path} [{split}]: {len(indices)} samples"
+    )
+    config = loaded.config
+    metrics, robust = evaluate_segmentation(
+        loaded,
+        store,
+        indices,
+        name=label,
+        tta=tta,
+        bootstrap=bootstrap,
+        seed=seed,
+        device=resolve_device(device),
+        batch_size=batch_size or config.batch_size,
+        num_workers=config.num_workers if num_workers is None else num_workers,
+        robustness=robustness,
+        corruptions=corruptions,
+        severities=severities,
+        progress=progress,
+    )
+    result = EvaluationResult(
+        run_dir=loaded.run_dir,
+        store=store.path,
+        split=split,
+        external=external,
+        checkpoint=checkpoint,
+        task=str(loaded.task),
+        class_names=loaded.class_names,
+        num_samples=len(indices),
+        metrics=metrics,
+        tta=tta,
+        robustness=robust,
+    )
+    result.path = loaded.run_dir / f"evaluation_{label}.json"
     write_json(result.path, result.to_dict())
     return result

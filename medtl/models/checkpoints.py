@@ -361,10 +361,12 @@ def _load_full(
         )
     head_mismatch = [k for k in report.mismatched if k.startswith(HEAD_PREFIX)]
     if head_mismatch and not allow_partial:
+        # head.weight, or the conv of a U-Net's head (head.0.weight)
+        key = max(head_mismatch, key=lambda k: expected[k].ndim)
         raise CheckpointError(
             source,
-            f"classifier shape mismatch: checkpoint head {tuple(state_dict['head.weight'].shape)}, "
-            f"model head {tuple(expected['head.weight'].shape)} (outputs x features)",
+            f"classifier shape mismatch: checkpoint head {tuple(state_dict[key].shape)}, "
+            f"model head {tuple(expected[key].shape)} (outputs x features)",
             hint=None if strict else "pass --allow-partial to start a new head",
         )
     missing = [k for k in expected if k not in to_load and not k.endswith("num_batches_tracked")]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # kind -> "module:class" of its Objective (imported on first use).
 OBJECTIVES: dict[str, str] = {
     "classification": "medtl.objectives.classification:Classification",
+    "segmentation": "medtl.objectives.segmentation:Segmentation",
 }
 
 

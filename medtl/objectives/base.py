@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_serializer, model_validator
@@ -221,8 +222,9 @@ class Objective(ABC):
 
     # -- evaluation --------------------------------------------------------------------------------
     @abstractmethod
-    def metric(self) -> Metric:
-        """A fresh accumulating metric of this objective."""
+    def metric(self, *, final: bool = False) -> Metric:
+        """A fresh accumulating metric of this objective; ``final`` for a run's (or ``evaluate``'s)
+        last evaluation of a partition, which may measure more than each epoch's validation."""
 
     @abstractmethod
     def summarise(
@@ -230,6 +232,11 @@ class Objective(ABC):
     ) -> PartitionMetrics:
         """The final section of a partition; ``groups`` (patient ids in the metric's sample order)
         make the bootstrap resample whole patients."""
+
+    def write_outputs(self, metric: Metric, directory: Path, name: str) -> list[Path]:
+        """Files the final evaluation of partition ``name`` leaves under ``directory`` (the run
+        directory; e.g. overlays); default none."""
+        return []
 
     # -- head-only phases on cached inputs ---------------------------------------------------------
     def cached_head(self, model: nn.Module) -> nn.Module | None:

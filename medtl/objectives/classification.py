@@ -272,7 +272,7 @@ class Classification(Objective):
         return {"scores": total / len(views)}
 
     # -- evaluation --------------------------------------------------------------------------------
-    def metric(self) -> ClassificationMetric:
+    def metric(self, *, final: bool = False) -> ClassificationMetric:
         return ClassificationMetric(self._task, self.class_names)
 
     def summarise(

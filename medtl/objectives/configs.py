@@ -84,9 +84,49 @@ class ClassificationConfig(ObjectiveSettings):
     }
 
 
+class SegmentationConfig(ObjectiveSettings):
+    """A mask per image from a U-Net over the backbone (label maps, BraTS labels or region channels)."""
+
+    kind: Literal["segmentation"] = "segmentation"
+    mode: Literal["auto", "binary", "multiclass", "multilabel"] = Field(
+        "auto",
+        description="auto: channel masks -> multilabel (sigmoid each), 2 classes -> binary (one sigmoid), "
+        "else multiclass (softmax)",
+    )
+    num_classes: int | None = Field(
+        None, ge=1, description="classes the store must have, background included (default: the store's)"
+    )
+    loss: Literal["dice", "soft_dice", "log_dice", "ce", "bce", "focal", "dice_ce", "dice_focal"] = Field(
+        "dice_ce",
+        description="segmentation loss (docs/metrics.md); ce is multi-class only, bce multi-label only",
+    )
+    class_weights: Literal["none", "balanced"] | list[float] = Field(
+        "none",
+        description="weights of the CE/BCE/focal term: balanced (inverse pixel frequency in the training "
+        "set) or one per output channel",
+    )
+    decoder_channels: list[int] = Field(
+        [256, 128, 64, 32, 16], min_length=1, description="U-Net decoder widths, deepest first"
+    )
+    empty: Literal["skip", "one"] = Field(
+        "skip", description="Dice/IoU of an image whose truth and prediction are both empty: skip it, or 1"
+    )
+    hd95: bool = Field(True, description="95th-percentile Hausdorff distance in the final evaluation")
+    overlays: int = Field(4, ge=0, description="PNG overlays of this many validation and test samples")
+    monitor: str = Field(
+        "dice", description="validation metric for the best checkpoint: mean Dice by default"
+    )
+
+    store_tasks: ClassVar[tuple[str, ...]] = ("segmentation",)
+    monitors: ClassVar[dict[str, MonitorMode]] = {
+        "loss": "min",
+        **dict.fromkeys(("dice", "dice_global", "iou", "iou_global", "dice_ET", "dice_TC", "dice_WT"), "max"),
+    }
+
+
 # Every objective's section; pydantic picks the member by its ``kind``.
-OBJECTIVE_CONFIGS: tuple[type[ObjectiveSettings], ...] = (ClassificationConfig,)
-ObjectiveConfig = Annotated[Union[ClassificationConfig], Field(discriminator="kind")]
+OBJECTIVE_CONFIGS: tuple[type[ObjectiveSettings], ...] = (ClassificationConfig, SegmentationConfig)
+ObjectiveConfig = Annotated[Union[ClassificationConfig, SegmentationConfig], Field(discriminator="kind")]
 DEFAULT_KIND = "classification"
 
 

@@ -82,12 +82,22 @@ def test_bad_options(store, tmp_path, extra, message):
     assert error_line(result).startswith(message)
 
 
-def test_segmentation_store_is_refused(tmp_path):
+def test_classification_flags_on_a_mask_store_are_refused(tmp_path):
     seg = write_store(tmp_path / "seg", task="segmentation")
-    result = invoke("finetune", "--data", seg, *QUICK, "--out", tmp_path / "runs")
+    result = invoke("finetune", "--data", seg, *QUICK, "--task", "binary", "--out", tmp_path / "runs")
     assert result.exit_code == 2
     assert error_line(result).startswith(f"error: {seg}: is a segmentation store")
     assert not (tmp_path / "runs").exists()
+
+
+def test_mask_store_trains_a_unet(tmp_path):
+    seg = write_store(tmp_path / "seg", task="segmentation")
+    result = invoke("finetune", "--data", seg, *QUICK, "--out", tmp_path / "runs", "--run-name", "u")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "runs" / "u" / "metrics.json").read_text())
+    assert metrics["objective"] == "segmentation" and metrics["monitor"] == "dice"
+    assert metrics["phases"][0]["trained_groups"] == ["decoder", "head"]
+    assert "dice" in result.stdout
 
 
 def test_split_of_another_store(store, tmp_path):

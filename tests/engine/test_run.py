@@ -152,8 +152,8 @@ def test_resume_with_different_config_names_dir_and_keys(make_config):
         run(make_config(run_name="exp", lr=0.5, seed=3))
 
 
-def test_segmentation_store_is_refused_before_writing(make_config, signal_stores):
-    config = make_config("segmentation")
+def test_classification_objective_on_a_mask_store_is_refused_before_writing(make_config, signal_stores):
+    config = make_config("segmentation", objective={"kind": "classification"})
     with pytest.raises(InputError, match=r"segmentation: is a segmentation store .* a classifier needs"):
         run(config)
     assert not config.out.exists()

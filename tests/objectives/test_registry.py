@@ -60,8 +60,9 @@ def test_unknown_key_is_refused(kind):
 def test_store_kind_picks_the_objective():
     assert kind_for_store("classification") == "classification"
     assert kind_for_store("multilabel") == "classification"
-    # no objective trains on masks yet: the default objective's check refuses such a store
-    assert kind_for_store("segmentation") == DEFAULT_KIND
+    assert kind_for_store("segmentation") == "segmentation"
+    # a store kind no objective takes gets the default objective, whose check refuses it
+    assert kind_for_store("volumes") == DEFAULT_KIND
 
 
 def test_unknown_kind_lists_the_kinds():

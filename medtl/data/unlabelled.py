@@ -193,3 +193,49 @@ class UnlabelledImages(Dataset):
     def __getitem__(self, item: int) -> dict[str, Any]:
         batch = self.batch([item])
         return {k: (v[0] if not isinstance(v, tuple) else tuple(x[0] for x in v)) for k, v in batch.items()}
+
+
+class _Batches(Dataset):
+    """Indexing by a list of items gives a whole batch (a BatchSampler with batch_size=None asks so)."""
+
+    def __init__(self, dataset: UnlabelledImages) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, items: list[int]) -> dict[str, Any]:
+        return self.dataset.batch(items)
+
+
+def make_unlabelled_loader(
+    dataset: UnlabelledImages,
+    *,
+    batch_size: int,
+    sampler: torch.utils.data.Sampler | None = None,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    num_workers: int = 0,
+    generator: torch.Generator | None = None,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of whole batches (one memory-map read per store per batch). Contrastive training
+    drops the last incomplete batch, so every step has the same number of negatives; a dataset that
+    cannot fill one batch is refused."""
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+    if drop_last and len(dataset) < batch_size:
+        paths = ", ".join(str(s.path) for s in dataset.sources)
+        raise ConfigError(
+            f"{paths}: {len(dataset)} images to pretrain on, fewer than the batch size {batch_size}; "
+            "lower --batch-size"
+        )
+    if sampler is None:
+        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    return DataLoader(
+        _Batches(dataset),
+        batch_size=None,
+        sampler=BatchSampler(sampler, batch_size, drop_last),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )

@@ -75,3 +75,14 @@ def test_bad_mixtures(make_store, tmp_path):
         UnlabelledImages([Source(a.path, indices=np.array([], dtype=np.int64))])
     with pytest.raises(StoreError, match=r"manifest\.json missing"):
         UnlabelledImages([Source(tmp_path / "nothing")])
+
+
+def test_loader_gives_full_batches_and_refuses_a_store_smaller_than_a_batch(make_store):
+    from medtl.data.unlabelled import make_unlabelled_loader
+
+    a = make_store("a", size=8, patients=5, per_patient=2)  # 10 images
+    data = UnlabelledImages([Source(a.path)])
+    batches = list(make_unlabelled_loader(data, batch_size=4, generator=torch.Generator().manual_seed(0)))
+    assert [b["image"].shape[0] for b in batches] == [4, 4]  # the incomplete last batch is dropped
+    with pytest.raises(ConfigError, match=r"10 images to pretrain on, fewer than the batch size 16"):
+        make_unlabelled_loader(data, batch_size=16)

@@ -7,7 +7,8 @@ and runs the frozen text encoder for every batch, then makes the same Adaptor st
 wall time per epoch and the ratio.
 
     .venv/bin/python benchmarks/bench_adaptor_cached.py                    # resnet10t 64 px + tiny BERT
-    .venv/bin/python benchmarks/bench_adaptor_cached.py --backbone resnet18 --size 128 --bert-hidden 128
+    .venv/bin/python benchmarks/bench_adaptor_cached.py --backbone resnet50 --size 224 \
+        --bert-hidden 768 --bert-layers 12 --samples 128 --batch-size 32      # the study's encoder sizes
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet10t")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--bert-hidden", type=int, default=32)
+    parser.add_argument("--bert-layers", type=int, default=2)
     parser.add_argument("--samples", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
@@ -111,7 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         store, reports = paired_store(root, args.samples, args.size)
-        bert = write_tiny_bert(root / "bert", hidden=args.bert_hidden)
+        bert = write_tiny_bert(root / "bert", hidden=args.bert_hidden, layers=args.bert_layers)
         start = time.perf_counter()
         emb = export_embeddings(
             args.backbone, store, reports, bert, root / "emb", init="random", device="cpu", batch_size=64

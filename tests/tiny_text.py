@@ -35,8 +35,9 @@ WORDS = [
 ]
 
 
-def write_tiny_bert(directory: Path, *, hidden: int = 32, seed: int = 0) -> Path:
-    """config.json + model.safetensors + tokenizer files of a 2-layer BERT of width ``hidden``."""
+def write_tiny_bert(directory: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """config.json + model.safetensors + tokenizer files of a ``layers``-layer BERT of width ``hidden``
+    (``hidden=768, layers=12`` is BERT-base's size, with a tiny vocabulary)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -49,9 +50,9 @@ def write_tiny_bert(directory: Path, *, hidden: int = 32, seed: int = 0) -> Path
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2 if hidden < 128 else hidden // 64,
+        intermediate_size=2 * hidden if hidden < 128 else 4 * hidden,
         max_position_embeddings=64,
     )
     BertModel(config).save_pretrained(directory)

@@ -10,10 +10,11 @@ and the energy it used.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from medtl.errors import InputError
 

@@ -12,7 +12,18 @@ from typing import Annotated, Optional
 import typer
 
 from medtl import __version__
-from medtl_cli import config_cmd, data, evaluate, extract, finetune, models, prepare, probe, strategies
+from medtl_cli import (
+    config_cmd,
+    data,
+    evaluate,
+    extract,
+    finetune,
+    models,
+    prepare,
+    probe,
+    runs,
+    strategies,
+)
 from medtl_cli.app import MedtlGroup, setup_logging, state
 
 app = typer.Typer(
@@ -53,6 +64,7 @@ app.command("finetune")(finetune.finetune)
 app.command("extract")(extract.extract)
 app.command("probe")(probe.probe)
 app.command("evaluate")(evaluate.evaluate)
+app.add_typer(runs.app, name="runs")
 app.add_typer(config_cmd.app, name="config")
 
 

@@ -11,9 +11,12 @@ separate file beside the backbone checkpoint.
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
+
+from torch import Tensor, nn
 
 from medtl.errors import ConfigError, UnknownChoiceError
+from medtl.models.backbone import Backbone
 
 PROJECTORS = ("mlp", "study")
 
@@ -37,3 +40,33 @@ def build_projector(
         nn.Sigmoid(),
         nn.Linear(hidden, out, bias=False),
     )
+
+
+class SimCLRNetwork(nn.Module):
+    """A backbone and its projector, addressable by strategies like every medtl model: groups are the
+    backbone's (stem, stage1..N) then "head" (the projector, what a head-only phase would train)."""
+
+    def __init__(self, backbone: Backbone, projector: nn.Module, *, spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = projector
+        self.spec = dict(spec)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Projections (B, out) of images (B, C, H, W)."""
+        return self.head(self.backbone.forward_pooled(x))
+
+    def forward_head_input(self, x: Tensor) -> Tensor:
+        """Pooled backbone features: what the k-NN monitor and downstream tasks use."""
+        return self.backbone.forward_pooled(x)
+
+    def groups(self) -> dict[str, list[str]]:
+        groups = {g: [f"backbone.{n}" for n in names] for g, names in self.backbone.groups().items()}
+        groups["head"] = [f"head.{n}" for n, _ in self.head.named_parameters()]
+        return groups
+
+    def blocks(self) -> list[list[str]]:
+        return [[f"backbone.{n}" for n in block] for block in self.backbone.blocks()]
+
+    def norm_layers(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -37,3 +37,16 @@ def test_study_projector_shapes_activations_and_no_bias():
 def test_unknown_projector():
     with pytest.raises(UnknownChoiceError, match="unknown projector 'mpl', did you mean 'mlp'"):
         build_projector("mpl", 8)
+
+
+def test_simclr_network_groups_cover_every_parameter_once():
+    from medtl.models import create_backbone
+    from medtl.models.projection import SimCLRNetwork
+
+    backbone = create_backbone("resnet10t", in_chans=1)
+    net = SimCLRNetwork(backbone, build_projector("mlp", backbone.num_features, out=16), spec={})
+    names = [n for names in net.groups().values() for n in names]
+    assert sorted(names) == sorted(n for n, _ in net.named_parameters())
+    assert list(net.groups())[-1] == "head" and list(net.groups())[0] == "stem"
+    x = torch.randn(2, 1, 32, 32)
+    assert net(x).shape == (2, 16) and net.forward_head_input(x).shape == (2, backbone.num_features)

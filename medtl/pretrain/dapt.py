@@ -60,3 +60,17 @@ def export_run_backbone(run_dir: str | Path, *, which: str = "best") -> Path:
         "init": loaded.config.init,
     }
     return export_backbone(backbone, run_dir / EXPORT_DIR / BACKBONE_FILE, spec=spec, origin=origin)
+
+
+def pretrain_dapt(config: Any, *, progress: Any = None) -> tuple[Any, Path]:
+    """Train ``config`` (a supervised RunConfig with a DA preset) and export its backbone.
+
+    The strategy is checked before anything is written; rerunning the same config resumes the run
+    (or finds it finished) and exports again.
+    """
+    from medtl.engine import run
+    from medtl.progress import NULL_PROGRESS
+
+    check_trains_backbone(config.strategy, config.backbone, in_chans=config.in_chans or 3)
+    result = run(config, progress=progress or NULL_PROGRESS)
+    return result, export_run_backbone(result.run_dir)

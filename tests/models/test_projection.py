@@ -47,6 +47,6 @@ def test_simclr_network_groups_cover_every_parameter_once():
     net = SimCLRNetwork(backbone, build_projector("mlp", backbone.num_features, out=16), spec={})
     names = [n for names in net.groups().values() for n in names]
     assert sorted(names) == sorted(n for n, _ in net.named_parameters())
-    assert list(net.groups())[-1] == "head" and list(net.groups())[0] == "stem"
+    assert list(net.groups())[-1] == "head" and next(iter(net.groups())) == "stem"
     x = torch.randn(2, 1, 32, 32)
     assert net(x).shape == (2, 16) and net.forward_head_input(x).shape == (2, backbone.num_features)

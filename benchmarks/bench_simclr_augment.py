@@ -80,7 +80,8 @@ def run(mode: str, args, store: Path, train: bool) -> float:
             if mode == "device":
                 a, b = batch_views(batch["image"].to(device, non_blocking=True), seed=step)
             else:
-                a, b = (v.to(device, non_blocking=True) for v in batch["views"])
+                both = batch["views"].to(device, non_blocking=True)
+                a, b = both[:, 0], both[:, 1]
             if train:
                 if args.channels_last:
                     a, b = (

@@ -95,9 +95,10 @@ class UnlabelledImages(Dataset):
     """Images of one or several stores as one dataset; item ``i`` is ``order[i]`` = (source, row).
 
     ``batch(items)`` returns ``{"image": (B, C, S, S) float32, "index": (B,), "source": (B,)}``
-    (``S`` = ``load_size``), and with ``views`` (a per-sample two-view transform) also
-    ``"views": ((B, C, V, V), (B, C, V, V))`` made image by image from the stored images.
-    Pickles as paths only: workers reopen the memory maps.
+    (``S`` = ``load_size``); with ``views`` (a per-sample two-view transform) ``"views"``
+    (B, 2, C, V, V) made image by image from the stored images instead of ``image``; with
+    ``with_labels`` the first store's labels as ``"target"`` (for a k-NN monitor; every source must
+    then be that store). Pickles as paths only: workers reopen the memory maps.
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class UnlabelledImages(Dataset):
         channels: int | None = None,
         views: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         seed: int = 0,
+        with_labels: bool = False,
     ) -> None:
         if not sources:
             raise ConfigError("pretraining needs at least one store")
@@ -132,6 +134,9 @@ class UnlabelledImages(Dataset):
         self.load_size = load_size or max(max(int(s[1]), int(s[2])) for s in shapes)
         self.length = length or sum(len(r) for r in self.rows)
         self.views = views
+        if with_labels and (len(self.sources) > 1 or stores[0].labels is None):
+            raise ConfigError("labels come from one labelled store; a mixture of stores has none")
+        self.with_labels = with_labels
         self._stores: list[Store] | None = stores
         self._pid = os.getpid()
         self.set_epoch_seed(seed)
@@ -183,16 +188,25 @@ class UnlabelledImages(Dataset):
             "index": torch.as_tensor(np.asarray([self.rows[s][r] for s, r in picks], dtype=np.int64)),
             "source": torch.as_tensor(which),
         }
+        if self.with_labels:
+            labels = np.asarray(self.stores[0].labels[np.asarray(out["index"])])
+            if self.stores[0].task == "classification":
+                out["target"] = torch.from_numpy(labels.reshape(len(picks)).astype(np.int64))
+            else:
+                out["target"] = torch.from_numpy(labels.astype(np.float32))
         if self.views is not None:
-            pairs = [self.views(image) for image in raw]
-            out["views"] = (torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs]))
+            out["views"] = torch.stack([torch.stack(self.views(image)) for image in raw])
             return out
         out["image"] = torch.stack(raw)
         return out
 
+    def __getitems__(self, items: list[int]) -> list[dict[str, Any]]:
+        """What a standard DataLoader fetches per batch (then collates): one read per store."""
+        batch = self.batch(items)
+        return [{k: v[i] for k, v in batch.items()} for i in range(len(items))]
+
     def __getitem__(self, item: int) -> dict[str, Any]:
-        batch = self.batch([item])
-        return {k: (v[0] if not isinstance(v, tuple) else tuple(x[0] for x in v)) for k, v in batch.items()}
+        return self.__getitems__([item])[0]
 
 
 class _Batches(Dataset):

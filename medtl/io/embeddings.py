@@ -74,13 +74,16 @@ def save_embeddings(
     vision: Mapping[str, Any],
     text: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write an embeddings directory atomically (a partial directory renamed into place)."""
+    """Write an embeddings directory atomically (a partial directory renamed into place); ``files``
+    are further text files written with it (the split of the embedded samples)."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(out)
-    if not splits or not any(len(s) for s in splits.values()):
+    splits = {name: part for name, part in splits.items() if len(part)}  # empty partitions: no files
+    if not splits:
         raise ValueError("no embeddings to write")
     dims = {(s.image.shape[1], s.text.shape[1]) for s in splits.values() if len(s)}
     if len(dims) != 1:
@@ -112,6 +115,8 @@ def save_embeddings(
             "medtl_version": __version__,
             **dict(extra or {}),
         }
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,9 @@
 """``medtl extract --reports``: image and text embeddings of frozen encoders, once per split.
 
+Partitions: the store's split file (given, or its default one), else the split every run of the store
+makes (val 0.1, test 0.2, seed 0); each restricted to the samples with a report and written beside
+the embeddings as ``split.json``, which Adaptor pretraining trains on.
+
 The image encoder is any registry backbone (its pooled features: a ResNet's average pool, a ViT's
 CLS token, e.g. DINOv2's) initialised like every run (``--init``), or a run directory's best weights;
 the text encoder a local Hugging Face directory. Only samples with a report are embedded (the
@@ -8,13 +12,14 @@ others are counted; ``strict`` refuses them). Adaptor pretraining then reads onl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from medtl.errors import OutputExistsError
+from medtl.errors import InputError, OutputExistsError
 from medtl.io.embeddings import EmbeddingSplit, save_embeddings
 from medtl.io.reports import read_reports
 from medtl.io.store import Store
@@ -56,6 +61,22 @@ def frozen_image_encoder(
     return model, transform, description
 
 
+# The split a run makes when the store has none (medtl.engine's AUTO_SPLIT), so both agree.
+AUTO_SPLIT = {"val": 0.1, "test": 0.2, "seed": 0}
+SPLIT_FILE = "split.json"
+
+
+def embedding_partitions(store: Store, split: str | Path | None) -> tuple[dict[str, np.ndarray], str]:
+    """train/val/test rows of the store's split file, or of the split runs generate."""
+    from medtl.data.splits import default_split_path, load_split, make_fraction_split
+
+    path = Path(split) if split is not None else default_split_path(store.path)
+    if split is not None or path.is_file():
+        return dict(load_split(path, store).partitions), str(path)
+    parts = make_fraction_split(store, **AUTO_SPLIT).partitions
+    return dict(parts), "generated (val {val}, test {test}, seed {seed})".format(**AUTO_SPLIT)
+
+
 def export_embeddings(
     source: str,
     data: str | Path,
@@ -79,7 +100,8 @@ def export_embeddings(
     progress: Progress = NULL_PROGRESS,
 ) -> Path:
     """Write image and text embeddings of every split of ``data`` (``medtl.io.embeddings`` format)."""
-    from medtl.engine.features import _split_partitions, extract_features
+    from medtl.data.splits import Split
+    from medtl.engine.features import extract_features
     from medtl.engine.run import resolve_device
     from medtl.models.text_encoders import TextEncoder, describe, resolve_text_encoder
 
@@ -102,13 +124,15 @@ def export_embeddings(
     dev = resolve_device(device)
     model.to(dev)
     encoder.to(dev)
-    partitions, split_source = _split_partitions(store, split)
+    partitions, split_source = embedding_partitions(store, split)
     with_text = set(texts.rows.tolist())
+    kept = {
+        name: np.array([i for i in idx if i in with_text], dtype=np.int64) for name, idx in partitions.items()
+    }
+    if not len(kept["train"]):
+        raise InputError(reports, f"no sample of the training partition ({split_source}) has a report")
     splits: dict[str, EmbeddingSplit] = {}
-    for name, idx in partitions.items():
-        idx = np.array([i for i in idx if i in with_text], dtype=np.int64)
-        if not len(idx):
-            continue
+    for name, idx in kept.items():
         image = extract_features(
             model,
             store,
@@ -127,6 +151,8 @@ def export_embeddings(
         "with_report": len(texts.rows),
         "skipped": len(texts.missing),
     }
+    meta = {"store": {"path": str(store.path.resolve()), "checksum": store.checksum}}
+    restricted = Split(kept, {**meta, "made_from": split_source, "restricted_to": "samples with a report"})
     return save_embeddings(
         out,
         splits,
@@ -135,5 +161,6 @@ def export_embeddings(
         vision=vision,
         text=describe(encoder),
         extra={"reports": report_info, "split": split_source},
+        files={SPLIT_FILE: json.dumps(restricted.to_json(), indent=1) + "\n"},
         overwrite=overwrite,
     )

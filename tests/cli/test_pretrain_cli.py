@@ -47,7 +47,7 @@ def test_extract_reports_writes_image_and_text_embeddings(tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 samples without a report skipped" in result.output
     emb = load_embeddings(tmp_path / "emb", store_checksum=store.checksum)
-    assert len(emb.splits["all"]) == 6 and emb.text_dim == 32
+    assert sum(len(p) for p in emb.splits.values()) == 6 and emb.text_dim == 32
     strict = runner.invoke(app, [*args[:5], str(tmp_path / "emb2"), *args[6:], "--strict"])
     assert strict.exit_code == 2
     assert "2 of 8 samples" in error_line(strict)

@@ -61,7 +61,7 @@ def test_per_sample_views_come_from_the_stored_images(make_store):
     views = SampleViews(SimCLRAugment(size=8), channels=1)
     data = pickle.loads(pickle.dumps(UnlabelledImages([Source(a.path)], views=views)))
     out = data.batch([0, 1, 2])
-    assert out["views"][0].shape == out["views"][1].shape == (3, 1, 8, 8)
+    assert out["views"].shape == (3, 2, 1, 8, 8)
     assert "image" not in out
     assert out["index"].tolist() == [0, 1, 2]  # one store without weights keeps its order
 
@@ -86,3 +86,16 @@ def test_loader_gives_full_batches_and_refuses_a_store_smaller_than_a_batch(make
     assert [b["image"].shape[0] for b in batches] == [4, 4]  # the incomplete last batch is dropped
     with pytest.raises(ConfigError, match=r"10 images to pretrain on, fewer than the batch size 16"):
         make_unlabelled_loader(data, batch_size=16)
+
+
+def test_labels_of_one_store_for_a_monitor(make_store):
+    a = make_store("a", size=8, patients=4, per_patient=2, classes=2)
+    data = UnlabelledImages([Source(a.path, indices=np.array([5, 1, 6]))], with_labels=True)
+    out = data.batch([0, 1, 2])
+    assert out["index"].tolist() == [5, 1, 6]
+    assert out["target"].tolist() == [int(a.labels[5]), int(a.labels[1]), int(a.labels[6])]
+    items = torch.utils.data.default_collate(data.__getitems__([0, 2]))
+    assert items["target"].tolist() == [int(a.labels[5]), int(a.labels[6])]
+    b = make_store("b", size=8)
+    with pytest.raises(ConfigError, match="a mixture of stores has none"):
+        UnlabelledImages([Source(a.path), Source(b.path)], with_labels=True)

@@ -27,9 +27,16 @@ def test_embeddings_of_every_split_for_samples_with_reports(paired, bert_dir, tm
         batch_size=8,
     )
     emb = load_embeddings(out, store_checksum=store.checksum)
-    assert set(emb.splits) == {"all"}  # the store has no split file
-    part = emb.splits["all"]
-    assert len(part) == 22 and 22 not in part.indices and 23 not in part.indices  # P011 has no report
+    assert set(emb.splits) <= {"train", "val", "test"}  # the split every run of the store makes
+    from medtl.data.splits import load_split
+
+    split = load_split(out / "split.json", store)  # the same partitions, restricted to reported samples
+    assert {k: len(v) for k, v in split.partitions.items() if len(v)} == {
+        k: len(p) for k, p in emb.splits.items()
+    }
+    indices = np.concatenate([p.indices for p in emb.splits.values()])
+    assert len(indices) == 22 and 22 not in indices and 23 not in indices  # P011 has no report
+    part = next(p for p in emb.splits.values() if 2 in p.indices)
     assert emb.vision_dim == 512 and emb.text_dim == 32
     assert emb.meta["reports"]["skipped"] == 2 and emb.meta["vision"]["backbone"] == "resnet10t"
     # the text embedding of a sample is the encoder's output for its report
@@ -68,7 +75,7 @@ def test_image_embeddings_are_the_backbones_pooled_features(paired, bert_dir, tm
         device="cpu",
         normalise="none",
     )
-    part = load_embeddings(out).splits["all"]
+    part = load_embeddings(out).splits["train"]
     torch.manual_seed(0)
     model = build_model("resnet10t", 1, in_chans=1, image_size=32).eval()
     x = torch.from_numpy(np.asarray(store.images[part.indices[:3]], dtype=np.float32))

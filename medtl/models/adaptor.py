@@ -114,6 +114,20 @@ class Adaptor(nn.Module):
             img = layer(img)
         return F.normalize(img[:, 0], dim=-1)
 
+    # -- what strategies address --------------------------------------------------------------------
+    def groups(self) -> dict[str, list[str]]:
+        """One group, "module": strategies train it whole ("all" or "module")."""
+        return {"module": [n for n, _ in self.named_parameters()]}
+
+    def blocks(self) -> list[list[str]]:
+        """The projections (and logit scale), then each layer (what ``last_blocks:N`` counts)."""
+        names = [n for n, _ in self.named_parameters()]
+        blocks = [[n for n in names if not n.startswith("layers.")]]
+        return blocks + [[n for n in names if n.startswith(f"layers.{i}.")] for i in range(len(self.layers))]
+
+    def norm_layers(self) -> list[nn.Module]:
+        return []  # LayerNorm only: nothing for a BatchNorm policy to hold
+
     def loss(self, image: Tensor, text: Tensor) -> Tensor:
         """CLIP InfoNCE of the fused embeddings, image and caption terms weighted 0.75 / 0.25."""
         img, txt = self(image, text)

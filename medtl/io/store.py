@@ -57,6 +57,21 @@ def file_checksum(path: Path, chunk: int = 1 << 23) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def store_identity(path: str | Path) -> str:
+    """What a store holds, whatever directory it lies in: the sha256 of the checksums its manifest
+    records (every file the manifest covers). Two copies of a store share it; a changed label does not."""
+    manifest_path = Path(path) / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        checksums = manifest["checksums"]
+    except FileNotFoundError:
+        raise StoreError(path, "not a medtl store (manifest.json missing)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(manifest_path, f"has no readable checksums ({exc})") from None
+    canonical = json.dumps(checksums, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class _NpyAppender:
     """Appends rows to a .npy file; the header is rewritten with the row count on close."""
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 # kind -> "module:class" of its Objective (imported on first use).
 OBJECTIVES: dict[str, str] = {
     "classification": "medtl.objectives.classification:Classification",
+    "simclr": "medtl.objectives.simclr:SimCLR",
+    "adaptor": "medtl.objectives.adaptor:AdaptorObjective",
 }
 
 

@@ -46,7 +46,7 @@ def check_trains_backbone(strategy_name: str, backbone: str, *, in_chans: int = 
 
 def export_run_backbone(run_dir: str | Path, *, which: str = "best") -> Path:
     """Export the backbone of a finished run's ``which`` checkpoint to ``<run>/export/``."""
-    from medtl.engine.inference import load_run
+    from medtl.engine import load_run
 
     run_dir = Path(run_dir)
     loaded = load_run(run_dir, which)

@@ -38,7 +38,7 @@ def frozen_image_encoder(
 ) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
     """(model, eval transform, description) of a backbone name + init, or of a run directory."""
     from medtl.data.transforms import build_transforms
-    from medtl.engine.inference import load_run
+    from medtl.engine import load_run
     from medtl.models import build_model, load_init
 
     source_path = Path(source)
@@ -101,8 +101,7 @@ def export_embeddings(
 ) -> Path:
     """Write image and text embeddings of every split of ``data`` (``medtl.io.embeddings`` format)."""
     from medtl.data.splits import Split
-    from medtl.engine.features import extract_features
-    from medtl.engine.run import resolve_device
+    from medtl.engine import extract_features, resolve_device
     from medtl.models.text_encoders import TextEncoder, describe, resolve_text_encoder
 
     store = Store(data)

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from medtl.engine.run_config import RunConfig
+from medtl.engine import RunConfig
 from medtl.errors import ConfigError
 from medtl.io.converters.brats import BratsOptions, convert_brats
 from medtl.io.converters.phantom import write_phantom_brats
@@ -35,8 +35,7 @@ def chain_root(tmp_path_factory):
 
 
 def test_dapt_chain_end_to_end(chain_root, tmp_path):
-    from medtl.engine import run
-    from medtl.engine.features import export_features
+    from medtl.engine import export_features, run
     from medtl.evaluate.evaluate import evaluate_run
 
     runs = tmp_path / "runs"

@@ -20,6 +20,7 @@ from medtl_cli import (
     finetune,
     models,
     prepare,
+    pretrain,
     probe,
     runs,
     strategies,
@@ -64,6 +65,7 @@ app.command("finetune", cls=finetune.FinetuneCommand)(finetune.finetune)
 app.command("extract")(extract.extract)
 app.command("probe")(probe.probe)
 app.command("evaluate")(evaluate.evaluate)
+app.add_typer(pretrain.app, name="pretrain")
 app.add_typer(runs.app, name="runs")
 app.add_typer(config_cmd.app, name="config")
 

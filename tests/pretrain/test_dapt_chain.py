@@ -53,12 +53,13 @@ def test_dapt_chain_end_to_end(chain_root, tmp_path):
     assert meta["origin"]["run"] == str(dapt.run_dir.resolve()) and meta["spec"]["truncate"] is None
     assert json.loads((dapt.run_dir / "metrics.json").read_text())["energy"]["kwh"] >= 0
 
-    # a second store: CE-MRI-like tumour types, fine-tuned from the DAPT backbone
+    # a second store: CE-MRI-like tumour types, fine-tuned from the DAPT run (--init RUN_DIR)
     cemri = write_store(tmp_path / "cemri", ["glioma", "meningioma", "pituitary"], n=24)
-    fine = run(RunConfig(data=cemri, init=str(exported), strategy="linear", epochs_scale=0.05, lr=1e-2,
+    fine = run(RunConfig(data=cemri, init=str(dapt.run_dir), strategy="linear", epochs_scale=0.05, lr=1e-2,
                          out=runs, **FAST))  # fmt: skip
     fine_metrics = json.loads((fine.run_dir / "metrics.json").read_text())
     assert fine_metrics["energy"]["kwh"] >= 0 and "missing 0;" in fine_metrics["init_report"]
+    assert str(exported) in fine_metrics["init_report"]  # --init RUN_DIR took the run's exported backbone
 
     # or features of the DAPT backbone for a probe
     feats = export_features("resnet10t", cemri, tmp_path / "feats", init=str(exported), device="cpu")

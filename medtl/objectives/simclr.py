@@ -113,12 +113,7 @@ class SimCLR(Objective):
     def check(self, store: Store) -> None:
         c = self.config
         self.channels = max([int(store.shape[0]), *(int(Store(s).shape[0]) for s in c.stores)])
-        self.augment_config = SimCLRAugment(
-            size=c.view_size or int(store.shape[-1]),
-            scale=(c.crop_min_scale, 1.0),
-            jitter_strength=c.jitter_strength,
-            blur=c.blur,
-        )
+        self.augment_config = self._augment(int(store.shape[-1]))
         for path in c.stores:
             Store(path)  # each extra store opens (one clear line when one does not)
         # k-NN needs labels of one class per sample (or several); masks-only stores have none.
@@ -130,6 +125,15 @@ class SimCLR(Objective):
                 f"{store.path}: a {store.task} store has no class labels for the k-NN monitor "
                 f"'{c.monitor}'; monitor 'loss' instead"
             )
+
+    def _augment(self, store_size: int) -> SimCLRAugment:
+        c = self.config
+        return SimCLRAugment(
+            size=c.view_size or store_size,
+            scale=(c.crop_min_scale, 1.0),
+            jitter_strength=c.jitter_strength,
+            blur=c.blur,
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"views": self.augment_config.size, "knn_task": self.knn_task}
@@ -159,11 +163,12 @@ class SimCLR(Objective):
         return SimCLRNetwork(net, projector, spec=spec)
 
     def model_metadata(self) -> dict[str, str]:
-        return {"objective": self.kind, "projector": json.dumps(self.config.model_dump(mode="json"))}
+        return {"objective": self.kind, "simclr": json.dumps(self.config.model_dump(mode="json"))}
 
     def load_model(self, metadata: Mapping[str, Any]) -> SimCLRNetwork:
         spec = dict(metadata["spec"])
         self.channels = int(spec.get("in_chans") or 3)
+        self.augment_config = self._augment(int(spec.get("image_size") or 224))
         return self.build_model(
             backbone=spec["backbone"],
             in_chans=self.channels,
@@ -175,7 +180,13 @@ class SimCLR(Objective):
     # -- training ----------------------------------------------------------------------------------
     def setup(self, store: Store, train_indices: np.ndarray, device: torch.device) -> None:
         self.train_indices = np.asarray(train_indices)
-        self.views = BatchViews(self.augment_config, self._channels, self.config.view_normalise).to(device)
+        self._batch_views(device)
+
+    def _batch_views(self, device: torch.device) -> BatchViews:
+        """The device augmentation, built on first use (a run's setup, or a loaded run's evaluation)."""
+        if self.views is None:
+            self.views = BatchViews(self.augment_config, self._channels, self.config.view_normalise)
+        return self.views.to(device)
 
     @property
     def _channels(self) -> int:
@@ -203,17 +214,15 @@ class SimCLR(Objective):
     def _views(self, module: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         if VIEWS in batch:
             return batch[VIEWS][:, 0], batch[VIEWS][:, 1]
-        if self.views is None:
-            raise RuntimeError("setup() builds the view augmentation")
         seed = None if module.training else VAL_SEED + int(batch[INDEX][0])
-        return self.views(batch[IMAGE], seed=seed)
+        return self._batch_views(batch[IMAGE].device)(batch[IMAGE], seed=seed)
 
     def forward(self, module: nn.Module, batch: Batch) -> Outputs:
         a, b = self._views(module, batch)
         out: Outputs = {"z1": module(a), "z2": module(b)}
         if not module.training and IMAGE in batch:
             net = module.module if hasattr(module, "module") else module
-            image = self.views.normalise(batch[IMAGE].float()) if self.views is not None else batch[IMAGE]
+            image = self._batch_views(batch[IMAGE].device).normalise(batch[IMAGE].float())
             out["features"] = net.forward_head_input(image)
         return out
 

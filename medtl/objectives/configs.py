@@ -93,6 +93,9 @@ class SimCLRConfig(ObjectiveSettings):
     gather: bool = Field(
         True, description="negatives from every DDP rank (False: this rank's only, as the study)"
     )
+    sync_bn: bool = Field(
+        False, description="SyncBatchNorm across DDP ranks (CUDA); no effect in one process"
+    )
     projector: Literal["mlp", "study"] = Field(
         "mlp", description="mlp: Linear-ReLU-Linear; study: 3 bias-free layers with ReLU and Sigmoid"
     )

@@ -160,7 +160,13 @@ class SimCLR(Objective):
             c.projector, net.num_features, hidden=c.projector_hidden, out=c.projection_dim
         )
         spec = {"backbone": backbone, "in_chans": in_chans, "truncate": truncate, "image_size": image_size}
-        return SimCLRNetwork(net, projector, spec=spec)
+        network = SimCLRNetwork(net, projector, spec=spec)
+        if c.sync_bn and torch.distributed.is_available() and torch.distributed.is_initialized():
+            from timm.layers import convert_sync_batchnorm
+
+            # timm's conversion also covers its BatchNormAct2d; the state dict keys stay the same.
+            network = convert_sync_batchnorm(network)
+        return network
 
     def model_metadata(self) -> dict[str, str]:
         return {"objective": self.kind, "simclr": json.dumps(self.config.model_dump(mode="json"))}

@@ -268,6 +268,12 @@ def _print_partitions(result: RunResult) -> None:
         return
     names = list(next(iter(parts.values())).scalars())
     shown = [n for n in ("auroc", "accuracy", "balanced_accuracy", "f1") if n in names] or names[:4]
+    if not shown:  # an objective whose partitions have a loss only (SimCLR without labels, the Adaptor)
+        table = Table("split", "samples", "loss", title="metrics (best)")
+        for name, part in parts.items():
+            table.add_row(name, str(part.num_samples), _fmt(part.loss))
+        console.print(table)
+        return
     titles = {"auroc": "AUROC", "balanced_accuracy": "balanced acc.", "f1": "F1 (macro)"}
     headers = [titles.get(shown[0], shown[0]), "95% CI", *(titles.get(n, n) for n in shown[1:])]
     table = Table("split", *headers, title="metrics (best)")

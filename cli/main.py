@@ -20,9 +20,11 @@ from medtl_cli import (
     finetune,
     models,
     prepare,
+    pretrain,
     probe,
     quickstart,
     report,
+    runs,
     strategies,
 )
 from medtl_cli.app import MedtlGroup, setup_logging, state
@@ -68,6 +70,8 @@ app.command("extract")(extract.extract)
 app.command("probe")(probe.probe)
 app.command("evaluate")(evaluate.evaluate)
 app.command("report")(report.report)
+app.add_typer(pretrain.app, name="pretrain")
+app.add_typer(runs.app, name="runs")
 app.add_typer(config_cmd.app, name="config")
 
 

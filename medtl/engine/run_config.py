@@ -130,7 +130,7 @@ class RunConfig(BaseModel):
         "imagenet", description="intensity normalisation preset"
     )
     # -- optimisation ----------------------------------------------------------------------
-    scheduler: Literal["cosine", "plateau", "exponential", "none"] = Field(
+    scheduler: Literal["cosine", "linear", "plateau", "exponential", "none"] = Field(
         "cosine", description="learning-rate schedule within each phase"
     )
     warmup_epochs: float = Field(0.0, ge=0, description="linear warmup at the start of each phase")

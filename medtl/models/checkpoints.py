@@ -354,7 +354,11 @@ def _load_full(
             report.mismatched.append(k)
         else:
             to_load[k] = v
-    if not any(k.startswith("backbone.") for k in to_load):
+    if not hasattr(model, "backbone"):  # a module trained on cached embeddings (the Adaptor)
+        if not to_load:
+            first = next(iter(state_dict), "")
+            raise CheckpointError(source, f"no keys match the {type(model).__name__} (checkpoint: {first})")
+    elif not any(k.startswith("backbone.") for k in to_load):
         raise CheckpointError(
             source,
             f"no keys match backbone '{model.backbone.name}' (checkpoint: {next(iter(state_dict), '')})",
@@ -441,10 +445,34 @@ def find_imagenet_weights(backbone: Backbone, weights_dir: Path | None = None) -
     )
 
 
+# What a finished run hands on: a pretraining run's exported backbone, else its best weights.
+RUN_CONFIG, RUN_STATUS = "config.toml", "status.json"
+RUN_WEIGHTS = ("export/backbone.safetensors", "checkpoints/best.safetensors")
+
+
+def run_weights(run_dir: Path) -> Path:
+    """The checkpoint ``--init RUN_DIR`` loads; a run that has not finished is refused."""
+    try:
+        status = json.loads((run_dir / RUN_STATUS).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    if status != "completed":
+        raise CheckpointError(
+            run_dir,
+            f"the run has not finished (status: {status or 'unknown'}), so its weights are not final",
+            hint="rerun its command to finish it, or name one of its checkpoint files",
+        )
+    for name in RUN_WEIGHTS:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise CheckpointError(run_dir, "a finished run without checkpoints/best.safetensors")
+
+
 def load_init(
     model: TransferModel, init: str, *, allow_partial: bool = False, weights_dir: Path | None = None
 ) -> LoadReport:
-    """Initialise ``model`` (a TransferModel): "random", "imagenet", or a checkpoint path.
+    """Initialise ``model`` (a TransferModel): "random", "imagenet", a checkpoint path, or a finished
+    run's directory (``run_weights``).
 
     Only the backbone comes from ImageNet or a foreign checkpoint; the head (and module) start fresh.
     A medtl checkpoint also restores its module and head when their shapes fit.
@@ -462,6 +490,8 @@ def load_init(
             model, native, state_dict, source=str(path), fmt=fmt, allow_partial=allow_partial
         )
     path = Path(init)
+    if path.is_dir() and (path / RUN_CONFIG).is_file():
+        path = run_weights(path)
     if not path.exists() and path.suffix not in CHECKPOINT_SUFFIXES and "/" not in init:
         raise UnknownChoiceError("init", init, ["random", "imagenet", "<path to a checkpoint>"])
     raw, metadata = read_checkpoint(path)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 OBJECTIVES: dict[str, str] = {
     "classification": "medtl.objectives.classification:Classification",
     "segmentation": "medtl.objectives.segmentation:Segmentation",
+    "simclr": "medtl.objectives.simclr:SimCLR",
+    "adaptor": "medtl.objectives.adaptor:AdaptorObjective",
 }
 
 

@@ -9,6 +9,7 @@ and its entry in ``medtl.objectives.OBJECTIVES``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -124,9 +125,99 @@ class SegmentationConfig(ObjectiveSettings):
     }
 
 
+class SimCLRConfig(ObjectiveSettings):
+    """Contrastive self-supervised pretraining (SimCLR): two augmented views per image, NT-Xent."""
+
+    kind: Literal["simclr"] = "simclr"
+    temperature: float = Field(0.5, gt=0, description="NT-Xent temperature")
+    gather: bool = Field(
+        True, description="negatives from every DDP rank (False: this rank's only, as the study)"
+    )
+    sync_bn: bool = Field(
+        False, description="SyncBatchNorm across DDP ranks (CUDA); no effect in one process"
+    )
+    projector: Literal["mlp", "study"] = Field(
+        "mlp", description="mlp: Linear-ReLU-Linear; study: 3 bias-free layers with ReLU and Sigmoid"
+    )
+    projector_hidden: int | None = Field(None, ge=1, description="projector width (default: the backbone's)")
+    projection_dim: int = Field(128, ge=1, description="output size of the projector (the study: 256)")
+    augment_on: Literal["device", "workers"] = Field(
+        "device", description="views of whole batches on the device (kornia), or per sample in the workers"
+    )
+    view_size: int | None = Field(None, ge=8, description="side of each view (default: the store's)")
+    crop_min_scale: float = Field(
+        0.08, gt=0, le=1, description="smallest crop area of the random resized crop"
+    )
+    jitter_strength: float = Field(1.0, ge=0, description="colour jitter strength s (0.8s, 0.8s, 0.8s, 0.2s)")
+    blur: bool = Field(False, description="Gaussian blur with p = 0.5 (the study left it out)")
+    view_normalise: Literal["imagenet", "clip", "half", "none"] = Field(
+        "imagenet", description="normalisation after augmentation"
+    )
+    stores: dict[str, float] = Field(
+        default_factory=dict, description="further stores mixed into training: {path: weight}"
+    )
+    weight: float = Field(1.0, gt=0, description="the run's own store's weight in the mixture")
+    mixture_seed: int = Field(0, description="seed of the mixture's draw")
+    knn_k: int = Field(20, ge=1, description="neighbours of the k-NN monitor")
+    knn_temperature: float = Field(0.07, gt=0, description="temperature of the k-NN votes")
+    monitor: str = Field(
+        "loss", description="loss, or a k-NN metric of a labelled store (knn_accuracy, knn_auroc)"
+    )
+
+    store_tasks: ClassVar[tuple[str, ...]] = ()  # never chosen by a store's kind: asked for by name
+    monitors: ClassVar[dict[str, MonitorMode]] = {
+        "loss": "min",
+        **dict.fromkeys(
+            ("knn_accuracy", "knn_balanced_accuracy", "knn_auroc", "knn_f1", "knn_label_accuracy"), "max"
+        ),
+    }
+
+    @field_validator("stores")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        from pathlib import Path
+
+        for path, weight in value.items():
+            if not weight > 0:
+                raise ValueError(f"mixture weight of {path} must be positive, got {weight}")
+        return {str(Path(p).expanduser().resolve()): float(w) for p, w in value.items()}
+
+
+class AdaptorConfig(ObjectiveSettings):
+    """Vision-language pretraining of the Adaptor on cached embeddings of frozen encoders."""
+
+    kind: Literal["adaptor"] = "adaptor"
+    embeddings: Path | None = Field(
+        None, description="embeddings directory written by `medtl extract --reports`"
+    )
+    vision_dim: int | None = Field(None, ge=1, description="expected image embedding size (checked)")
+    dim: int = Field(768, ge=1, description="width of the Adaptor")
+    layers: int = Field(2, ge=1, description="fusion layers")
+    heads: int = Field(12, ge=1, description="attention heads")
+    feedforward: int = Field(2048, ge=1, description="feed-forward width")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout of attention and feed-forward")
+    image_loss_weight: float = Field(0.75, ge=0, le=1, description="weight of the image->text term")
+    monitor: str = Field("loss", description="loss (early stopping), or recall_i2t / recall_t2i")
+
+    store_tasks: ClassVar[tuple[str, ...]] = ()
+    monitors: ClassVar[dict[str, MonitorMode]] = {"loss": "min", "recall_i2t": "max", "recall_t2i": "max"}
+
+    @field_validator("embeddings")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else Path(value).expanduser().resolve()
+
+
 # Every objective's section; pydantic picks the member by its ``kind``.
-OBJECTIVE_CONFIGS: tuple[type[ObjectiveSettings], ...] = (ClassificationConfig, SegmentationConfig)
-ObjectiveConfig = Annotated[Union[ClassificationConfig, SegmentationConfig], Field(discriminator="kind")]
+OBJECTIVE_CONFIGS: tuple[type[ObjectiveSettings], ...] = (
+    ClassificationConfig,
+    SegmentationConfig,
+    SimCLRConfig,
+    AdaptorConfig,
+)
+ObjectiveConfig = Annotated[
+    Union[ClassificationConfig, SegmentationConfig, SimCLRConfig, AdaptorConfig], Field(discriminator="kind")
+]
 DEFAULT_KIND = "classification"
 
 

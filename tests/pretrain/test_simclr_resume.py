@@ -1,0 +1,34 @@
+"""A killed SimCLR run resumes to the metrics of one that never stopped (views come from the RNG the
+trainer seeds per epoch, so a resumed epoch augments exactly as the lost one did)."""
+
+from __future__ import annotations
+
+import json
+
+from medtl.engine import run
+from medtl.pretrain.simclr import simclr_config
+from tests.data.conftest import write_store
+from tests.engine.faults import KILLED
+from tests.engine.test_resume import run_killed, without_timing
+
+
+def test_killed_simclr_run_resumes_to_identical_metrics(tmp_path):
+    store = write_store(tmp_path / "ssl", patients=6, per_patient=3, size=32, classes=2)
+    base = {"batch_size": 8, "num_workers": 0, "device": "cpu", "seed": 0, "checkpoint_interval": 0,
+            "out": tmp_path / "runs", "deterministic": True}  # fmt: skip
+
+    def config(name):
+        return simclr_config([str(store.path)], backbone="resnet10t", epochs=2, lr=0.05, run_name=name,
+                             objective={"projection_dim": 8, "view_size": 24, "monitor": "knn_accuracy"},
+                             base=base)  # fmt: skip
+
+    reference = config("reference")
+    run(reference)
+    interrupted = config("interrupted")
+    killed = run_killed(interrupted, 1)
+    assert killed.returncode == KILLED, killed.stderr[-2000:]
+    assert run(interrupted).resumed
+    expected = json.loads((reference.run_dir / "metrics.json").read_text())
+    got = json.loads((interrupted.run_dir / "metrics.json").read_text())
+    assert len(got["history"]) == 2
+    assert without_timing(got) == without_timing(expected)

@@ -16,7 +16,16 @@ WorkersOpt = Annotated[Optional[int], typer.Option("--workers", "-j", help="para
 StrictOpt = Annotated[
     Optional[bool], typer.Option("--strict/--skip-bad", help="stop at the first bad input (default: skip it)")
 ]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="replace an existing output")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="replace an existing output (only one medtl wrote, or an empty directory)"
+    ),
+]
+WaitOpt = Annotated[
+    bool,
+    typer.Option("--wait", help="when another command is writing the output, wait for it instead of failing"),
+]
 SplitOpt = Annotated[Optional[Path], typer.Option("--split", help="split file (default: <store>.split.json)")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="pixel dtype in the store: float16 | uint8")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda")]

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from medtl.errors import ConfigError, InputError, OutputExistsError, StoreError
+from medtl.errors import ConfigError, InputError, OutputError, OutputExistsError, StoreError
+from medtl.io.paths import enclosing_store, read_json_format, write_errors
 from medtl.io.store import Store
 
 SPLIT_FORMAT = "medtl-split"
@@ -52,21 +53,37 @@ class Split:
         """Write the split file atomically.
 
         Rewriting an identical split is allowed (rerunning the same command); replacing a different
-        one needs ``overwrite`` because finished runs may refer to it.
+        one needs ``overwrite`` because finished runs may refer to it, and ``overwrite`` replaces only
+        a split file. A split file is never written inside a store (or over one of its files).
         """
         path = Path(path)
+        store = enclosing_store(path)
+        if store is not None:
+            raise OutputError(
+                path,
+                f"is or lies inside the store {store}; split files go beside a store, never inside it",
+                hint=f"leave --out out to write {default_split_path(store)}",
+            )
         text = json.dumps(self.to_json(), indent=1) + "\n"
-        if path.exists() and not overwrite:
+        if path.is_dir():
+            raise OutputError(path, "is a directory; --out names the split file to write")
+        if path.exists():
             try:
-                same = path.read_text() == text
-            except OSError:
-                same = False
-            if not same:
-                raise OutputExistsError(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+                current = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                current = None
+            if current != text:
+                if not overwrite:
+                    raise OutputExistsError(path)
+                if read_json_format(path) != SPLIT_FORMAT:
+                    raise OutputError(
+                        path, "is not a medtl split file; --overwrite replaces only a split file"
+                    )
+        with write_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
         return path
 
 

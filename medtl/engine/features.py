@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from medtl.data.dataset import StoreDataset, make_loader
+from medtl.io.paths import FEATURES, guard_output
 from medtl.io.store import Store
 from medtl.progress import NULL_PROGRESS, Progress
 
@@ -118,11 +119,8 @@ def export_features(
 
     store = Store(data)
     infer_task(store.task, store.num_classes, "auto", store.path)  # refuses segmentation stores
-    out = Path(out)
-    if out.exists() and not overwrite:
-        from medtl.errors import OutputExistsError
-
-        raise OutputExistsError(out)
+    source_dir = Path(source) if Path(source).is_dir() else None
+    out = guard_output(out, FEATURES, inputs=[store.path, source_dir], overwrite=overwrite)
     partitions, split_source = _split_partitions(store, split)
     dev = resolve_device(device)
     source_path = Path(source)

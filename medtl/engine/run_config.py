@@ -17,6 +17,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from medtl.errors import ConfigError, InputError
+from medtl.io.paths import single_component
 
 CONFIG_FILE = "config.toml"
 
@@ -118,6 +119,11 @@ class RunConfig(BaseModel):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else Path(value).expanduser().resolve()
+
+    @field_validator("run_name")
+    @classmethod
+    def _one_folder(cls, value: str | None) -> str | None:
+        return None if value is None else single_component(value, "run name")
 
     @field_validator("init", "strategy")
     @classmethod

@@ -37,6 +37,7 @@ from medtl.engine.state import METRICS_FILE, write_json
 from medtl.errors import ConfigError, InputError, StoreError, UnknownChoiceError, did_you_mean
 from medtl.evaluate.corruptions import SEVERITIES, get_corruption
 from medtl.evaluate.robustness import RobustnessResult, evaluate_robustness
+from medtl.io.paths import single_component
 from medtl.io.store import Store
 from medtl.metrics import bootstrap_metrics, classification_metrics
 from medtl.progress import NULL_PROGRESS, Progress
@@ -263,6 +264,15 @@ def _eval_transform(loaded: LoadedRun, store: Store):
 # -- the entry point -----------------------------------------------------------------------------
 
 
+def evaluation_path(run_dir: Path, name: str) -> Path:
+    """``<run>/evaluation_<name>.json``; a name that is not one plain file name is a ConfigError."""
+    try:
+        single_component(name, "evaluation name (--name)")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return Path(run_dir) / f"evaluation_{name}.json"
+
+
 def evaluation_name(store: Path, split: str, tta: str | None, checkpoint: str) -> str:
     parts = [store.name, split] + ([tta] if tta else []) + ([checkpoint] if checkpoint != "best" else [])
     return "-".join(parts)
@@ -293,6 +303,8 @@ def evaluate_run(
     external one. ``tta``: None, "hflip" or "tencrop" (mean score over the views). ``bootstrap``:
     resamples (by patient) of the 95% confidence intervals, 0 for none.
     """
+    if name is not None:
+        evaluation_path(Path(run_dir), name)  # refuse a name that escapes the run before any work
     if split is not None and split not in SPLITS:
         raise UnknownChoiceError("split", split, SPLITS)
     if tta is not None and tta not in TTA_MODES:
@@ -385,8 +397,6 @@ def evaluate_run(
         dropped=dropped,
         robustness=robust,
     )
-    result.path = (
-        loaded.run_dir / f"evaluation_{name or evaluation_name(store.path, split, tta, checkpoint)}.json"
-    )
+    result.path = evaluation_path(loaded.run_dir, name or evaluation_name(store.path, split, tta, checkpoint))
     write_json(result.path, result.to_dict())
     return result

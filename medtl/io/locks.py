@@ -24,7 +24,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from medtl.errors import BusyError
-from medtl.io.paths import write_errors
+from medtl.io.paths import write_error, write_errors
 
 log = logging.getLogger("medtl")
 
@@ -87,20 +87,16 @@ def exclusive(path: str | Path, *, wait: bool = False, what: str = "output") -> 
     with write_errors(lock_path.parent):
         lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path))
-    try:
-        with write_errors(lock_path):
-            lock.acquire(timeout=0)
-    except Timeout:
+    if not _acquire(lock, lock_path, timeout=0):
         holder = describe_holder(_read_holder_soon(path))
         if not wait:
             raise BusyError(
                 path,
                 f"{what} is in use by {holder}",
                 hint="wait for it to finish, or pass --wait to start when it is done",
-            ) from None
+            )
         log.info("%s: waiting for %s to finish", path, holder)
-        with write_errors(lock_path):
-            lock.acquire(timeout=-1)
+        _acquire(lock, lock_path, timeout=-1)
     try:
         with write_errors(lock_path):
             _write_holder(path)
@@ -108,6 +104,18 @@ def exclusive(path: str | Path, *, wait: bool = False, what: str = "output") -> 
     finally:
         _holder_file(path).unlink(missing_ok=True)
         lock.release()
+
+
+def _acquire(lock: FileLock, lock_path: Path, *, timeout: float) -> bool:
+    """Whether the lock was taken within ``timeout`` seconds (-1: wait for it)."""
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:  # before OSError: filelock's Timeout is a TimeoutError, an OSError
+        return False
+    except OSError as exc:
+        error = write_error(exc, lock_path)
+        raise (error or exc) from exc
+    return True
 
 
 def _read_holder_soon(path: Path, tries: int = 5) -> dict[str, Any] | None:

@@ -2,8 +2,8 @@
 
 Every split keeps all samples of a patient in one partition (slices of one BraTS volume, views of
 one ChestX-ray14 patient), so no patient is seen in training and evaluation. Splits are written to a
-JSON file next to the store, tied to it by the store's checksum; ``load_split`` refuses a split made
-for another store.
+JSON file next to the store, tied to it by the store's content checksum (images, labels, masks and
+patients); ``load_split`` refuses a split made for another store or for an earlier version of this one.
 """
 
 from __future__ import annotations
@@ -316,6 +316,29 @@ def few_shot(split: Split, store: Store, fraction: float, seed: int = 0) -> Spli
 
 
 # -- loading ----------------------------------------------------------------------------------------
+def _check_split_store(path: Path, recorded: Any, store: Store) -> None:
+    """Refuse a split made for other content: another store, or this one prepared again with other
+    images, labels or patients (the checksum covers all of them)."""
+    recorded = recorded if isinstance(recorded, dict) else {}
+    if recorded.get("checksum") == store.checksum:
+        return
+    hint = f"run `medtl data split {store.path}` to make one for this store"
+    if recorded.get("checksum") == store.checksums.get("images.npy"):
+        raise StoreError(
+            path,
+            "split file predates splits tied to the store's labels and patients (it names the images' "
+            "checksum only), so it cannot be vouched for",
+            hint=hint + " (the same options and seed give the same partitions)",
+        )
+    where = recorded.get("path", "unknown")
+    if where == str(store.path.resolve()):
+        problem = "split file was made for an earlier version of this store (its images, labels or "
+        problem += "patients changed since)"
+    else:
+        problem = f"split file was made for another store ({where}), not {store.path}"
+    raise StoreError(path, problem, hint=hint)
+
+
 def load_split(path: str | Path, store: Store) -> Split:
     """Read a split file and check that it belongs to ``store`` and fits it."""
     path = Path(path)
@@ -331,13 +354,7 @@ def load_split(path: str | Path, store: Store) -> Split:
         raise StoreError(
             path, f"split format {data['format_version']} is newer than this medtl understands; upgrade medtl"
         )
-    recorded = data.get("store") or {}
-    if recorded.get("checksum") != store.checksum:
-        raise StoreError(
-            path,
-            f"split file was made for another store ({recorded.get('path', 'unknown')}), not {store.path}",
-            hint=f"run `medtl data split {store.path}` to make one for this store",
-        )
+    _check_split_store(path, data.get("store"), store)
     try:
         partitions = {
             name: np.asarray(data["partitions"].get(name, []), dtype=np.int64) for name in PARTITIONS
@@ -370,8 +387,11 @@ def split_store(
     overwrite: bool = False,
 ) -> tuple[Split, Path]:
     """Make a k-fold split (or a fraction split when ``val`` or ``test`` is given), optionally a
-    few-shot subset of its training part, and write it (default: ``<store>.split.json``)."""
+    few-shot subset of its training part, and write it (default: ``<store>.split.json``).
+
+    The labels and patients it splits by are verified against the manifest first."""
     store = Store(store_path)
+    store.verify(quick=True)
     if fraction is not None and not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
     if val is not None or test is not None:

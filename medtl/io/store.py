@@ -548,6 +548,7 @@ class Store:
         ``quick`` (milliseconds to a second): sizes, .npy headers, labels and samples.csv hashed in
         full, the large arrays by their sampled checksum. Otherwise every byte is hashed.
         """
+        self.samples  # noqa: B018  (parses samples.csv: readable, its columns, one row per sample)
         sizes = self.manifest.get("sizes", {})
         for name in self.checksums:
             path = self.path / name
@@ -570,7 +571,6 @@ class Store:
                 _check_sum(self.path / name, actual, expected)
         finally:
             progress.end(task)
-        self.samples  # noqa: B018  (parses samples.csv: columns and row count)
 
     def _verify_quick(self) -> None:
         sampled = self.manifest.get("sampled_checksums", {})
@@ -580,7 +580,6 @@ class Store:
                 _check_sum(path, sampled_checksum(path), sampled[name])
             elif name in _FULLY_CHECKED:
                 _check_sum(path, file_checksum(path), expected)
-        self.samples  # noqa: B018
 
 
 def _check_sum(path: Path, actual: str, expected: str) -> None:

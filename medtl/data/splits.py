@@ -148,6 +148,44 @@ def _check_unique_patients(partitions: dict[str, np.ndarray], groups: np.ndarray
                 raise RuntimeError(f"patient group {g} in both {seen[int(g)]} and {name}")
 
 
+def _class_presence(store: Store, idx: np.ndarray) -> np.ndarray | None:
+    """Samples (classification) or positives (multi-label) per class in ``idx``; None otherwise."""
+    labels = store.labels
+    if labels is None or store.task == "segmentation":
+        return None
+    values = np.asarray(labels)[idx]
+    if store.task == "classification":
+        return np.bincount(values.reshape(-1).astype(np.int64), minlength=store.num_classes)
+    return (values > 0.5).sum(axis=0)
+
+
+def check_training_part(store: Store, partitions: dict[str, np.ndarray]) -> None:
+    """Refuse a split whose training part is empty or lacks a class the store has.
+
+    A model cannot learn a class it never sees in training; its val/test samples would be scored as
+    if it could. The message gives the class's samples per partition.
+    """
+    if len(partitions["train"]) == 0:
+        raise InputError(store.path, "the split leaves no samples for training")
+    counts = {name: _class_presence(store, idx) for name, idx in partitions.items()}
+    if counts["train"] is None:
+        return
+    missing = [
+        k
+        for k in range(store.num_classes)
+        if counts["train"][k] == 0 and any(c[k] for c in counts.values() if c is not None)
+    ]
+    if missing:
+        k = missing[0]
+        where = ", ".join(f"{name} {int(c[k])}" for name, c in counts.items() if c is not None)
+        others = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(
+            store.path,
+            f"the split leaves class '{store.class_names[k]}' out of training ({where} samples){others}",
+            hint="use smaller --val/--test fractions or fewer folds; the store has too few patients of it",
+        )
+
+
 # -- k-fold -----------------------------------------------------------------------------------------
 def make_kfold_split(
     store: Store,
@@ -168,6 +206,12 @@ def make_kfold_split(
             raise ConfigError(f"{name} {fold} does not exist with {folds} folds (0..{folds - 1})")
     if val_fold is not None and val_fold == test_fold:
         raise ConfigError(f"val fold and test fold must differ (both {val_fold})")
+    held_out = (val_fold is not None) + (test_fold is not None)
+    if folds - held_out < 1:
+        raise ConfigError(
+            f"{folds} folds with a validation and a test fold leave no fold for training; "
+            f"use --folds {held_out + 1} or more, or --test-fold -1"
+        )
 
     groups = patient_groups(store)
     num_patients = int(groups.max()) + 1 if len(groups) else 0
@@ -199,6 +243,7 @@ def make_kfold_split(
     train = np.flatnonzero((fold_of != val_fold) & (fold_of != test_fold))
     partitions = {"train": train, "val": val, "test": test}
     _check_unique_patients(partitions, groups)
+    check_training_part(store, partitions)
     return Split(
         partitions,
         {
@@ -267,14 +312,19 @@ def make_fraction_split(store: Store, *, val: float = 0.1, test: float = 0.2, se
             part = int(np.argmax(target - have + tie_break))
             assign[p] = part
             have[part] += sizes[p]
-    # Tiny stores: make sure every requested partition got a patient, taking the smallest from train.
+    # Tiny stores: make sure every requested partition got a patient, taking the smallest from train,
+    # preferably one whose stratum keeps another patient in train.
     for part in (1, 2):
         if fractions[part] > 0 and not (assign == part).any():
             donors = np.flatnonzero(assign == 0)
-            assign[donors[np.argmin(sizes[donors])]] = part
+            in_train = np.bincount(patient_stratum[donors], minlength=patient_stratum.max() + 1)
+            spare = donors[in_train[patient_stratum[donors]] > 1]
+            pool = spare if spare.size else donors
+            assign[pool[np.argmin(sizes[pool])]] = part
     sample_part = assign[groups]
     partitions = {name: np.flatnonzero(sample_part == i) for i, name in enumerate(PARTITIONS)}
     _check_unique_patients(partitions, groups)
+    check_training_part(store, partitions)
     return Split(
         partitions,
         {

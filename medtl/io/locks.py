@@ -98,7 +98,7 @@ def exclusive(path: str | Path, *, wait: bool = False, what: str = "output") -> 
         log.info("%s: waiting for %s to finish", path, holder)
         _acquire(lock, lock_path, timeout=-1)
     try:
-        with write_errors(lock_path):
+        with write_errors(lock_path.parent):
             _write_holder(path)
         yield path
     finally:
@@ -113,7 +113,7 @@ def _acquire(lock: FileLock, lock_path: Path, *, timeout: float) -> bool:
     except Timeout:  # before OSError: filelock's Timeout is a TimeoutError, an OSError
         return False
     except OSError as exc:
-        error = write_error(exc, lock_path)
+        error = write_error(exc, lock_path.parent)  # the folder the output goes to
         raise (error or exc) from exc
     return True
 

@@ -27,7 +27,7 @@ import os
 import shutil
 import struct
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -244,13 +244,17 @@ class StoreWriter:
         self._stack.close()
 
     def _close_files(self) -> None:
-        for appender in (getattr(self, name, None) for name in ("_images", "_labels", "_masks")):
-            if appender is not None and not appender.fh.closed:
-                appender.fh.close()
-        if getattr(self, "_csv", None) is not None and not self._csv.closed:
-            self._csv.close()
+        # After a failed write (a full disk) closing flushes the same buffer again and fails again;
+        # the error that matters was raised already, and the log vouches only for committed rows.
+        handles = [getattr(self, name, None) for name in ("_images", "_labels", "_masks")]
+        files = [a.fh for a in handles if a is not None] + [getattr(self, "_csv", None)]
+        for fh in files:
+            if fh is not None and not fh.closed:
+                with suppress(OSError):
+                    fh.close()
         if self._log is not None:
-            self._log.close()
+            with suppress(OSError):
+                self._log.close()
 
     def abort(self) -> None:
         """Remove everything written so far (used when --strict stops at a bad input)."""

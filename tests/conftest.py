@@ -31,7 +31,7 @@ def read_only_dir(tmp_path):
     if not _mount_tmpfs(path, "ro,size=1m"):
         pytest.skip("cannot mount a read-only file system here")
     yield path
-    subprocess.run(["umount", str(path)], check=False)
+    subprocess.run(["umount", "--lazy", str(path)], check=False)  # memory maps may still be open
 
 
 @pytest.fixture
@@ -47,4 +47,4 @@ def small_disk(tmp_path):
         subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)
 
     yield path, resize
-    subprocess.run(["umount", str(path)], check=False)
+    subprocess.run(["umount", "--lazy", str(path)], check=False)  # memory maps may still be open

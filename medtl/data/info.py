@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from medtl.data.splits import PARTITIONS, Split, default_split_path, load_split, mask_present
+from medtl.data.splits import (
+    PARTITIONS,
+    Split,
+    default_split_path,
+    load_split,
+    mask_present,
+    patient_leaks,
+)
 from medtl.io.store import Store
 from medtl.progress import NULL_PROGRESS, Progress
 
@@ -200,15 +207,7 @@ def check_store(
     report.verified, report.uncovered = list(store.checksums), store.uncovered
 
     if split is not None:
-        where: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for pid, part in zip(patients, part_of):
-            if pid and part != _NO_PARTITION:
-                where[pid][part] += 1
-        report.patient_leaks = [
-            {"patient": pid, "partitions": dict(parts)}
-            for pid, parts in sorted(where.items())
-            if len(parts) > 1
-        ]
+        report.patient_leaks = patient_leaks(patients, split.partitions)
 
     scan = scan_images(store, progress=progress)
     digests, blank = scan.digests, scan.blank

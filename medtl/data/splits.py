@@ -140,6 +140,18 @@ def _store_meta(store: Store) -> dict[str, Any]:
     return {"store": {"path": str(store.path.resolve()), "checksum": store.checksum}}
 
 
+def patient_leaks(patient_ids: np.ndarray, partitions: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Patients with samples in more than one partition: ``{"patient", "partitions": {name: n}}``,
+    sorted by patient id. Samples without a patient id are their own patient and never leak."""
+    where: dict[str, dict[str, int]] = {}
+    for name, idx in partitions.items():
+        ids, counts = np.unique(np.asarray(patient_ids, dtype=object)[idx].astype(str), return_counts=True)
+        for pid, n in zip(ids.tolist(), counts.tolist()):
+            if pid:
+                where.setdefault(pid, {})[name] = int(n)
+    return [{"patient": p, "partitions": parts} for p, parts in sorted(where.items()) if len(parts) > 1]
+
+
 def _check_unique_patients(partitions: dict[str, np.ndarray], groups: np.ndarray) -> None:
     seen: dict[int, str] = {}
     for name, idx in partitions.items():

@@ -513,7 +513,8 @@ class Store:
             try:
                 arr = np.load(path, mmap_mode="r")
             except (ValueError, OSError) as exc:
-                raise StoreError(path, f"cannot be read ({exc})") from None
+                reason = " ".join(str(exc).split())[:160]  # numpy's header errors span lines
+                raise StoreError(path, f"cannot be read as .npy ({reason})") from None
             if arr.shape[0] != len(self):
                 raise StoreError(path, f"has {arr.shape[0]} rows, manifest says {len(self)}")
             self._arrays[name] = arr

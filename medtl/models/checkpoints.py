@@ -24,6 +24,7 @@ import os
 import pickle
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,23 +160,32 @@ def read_checkpoint(path: Path) -> tuple[Mapping[str, Any], dict[str, str]]:
             raise CheckpointError(path, f"not a readable safetensors file ({e})") from e
     try:
         # argparse.Namespace holds the training options in several SSL checkpoints; it can only
-        # rebuild plain attributes, so allowing it keeps weights_only's guarantee.
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # rebuild plain attributes, so allowing it keeps weights_only's guarantee. torch warns about
+        # pickle protocols it was not written with; the error below (if any) says what matters.
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        what = f" ({found.group(1)})" if found else ""
+        if found is None:  # not a pickle of anything: random or foreign bytes
+            raise CheckpointError(path, f"not a readable PyTorch checkpoint ({_first_line(e)})") from e
         raise CheckpointError(
             path,
-            f"refusing to unpickle a Python object{what}; only tensors and plain containers are read",
+            f"refusing to unpickle a Python object ({found.group(1)}); only tensors and plain "
+            "containers are read",
             hint="re-save just the state dict from a trusted environment: "
             "torch.save(torch.load(f, weights_only=False)['state_dict'], 'clean.pth')",
         ) from e
     except Exception as e:  # a damaged or foreign file fails in many ways (KeyError, EOFError, ...)
-        raise CheckpointError(path, f"not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(path, f"not a readable PyTorch checkpoint ({_first_line(e)})") from e
     if not isinstance(obj, Mapping):
         raise CheckpointError(path, f"expected a dict of tensors, found {type(obj).__name__}")
     return obj, {}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 def unwrap(obj: Mapping[str, Any]) -> tuple[dict[str, Tensor], list[str]]:

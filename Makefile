@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test lint test-gpu clean
+.PHONY: install demo test lint check-py310 test-gpu clean
 
 install:
 	bash scripts/install.sh $(VENV)
@@ -17,7 +17,11 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
-test: lint
+# pyproject promises Python 3.10: compile and import-check medtl under 3.10 when the machine has it.
+check-py310:
+	bash .ci/check-py310
+
+test: lint check-py310
 	$(BIN)/pytest -q
 
 # Tests marked `gpu` (AMP, channels_last, compile) need a CUDA device.

@@ -43,11 +43,14 @@ class DataSettings(BaseModel):
 
 
 class TrainSettings(BaseModel):
+    """Defaults of a run that a user sets once; ``medtl.engine.RunConfig`` takes these fields (default,
+    bounds, description) from here, so the two cannot drift apart."""
+
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where training runs")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
-    batch_size: int = Field(32, ge=1, description="samples per optimisation step (before accumulation)")
+    batch_size: int = Field(32, ge=1, description="samples per forward pass on each process")
     runs_dir: Path = Field(Path("runs"), description="where run directories are created")
-    seed: int = Field(0, description="seed of a run")
+    seed: int = Field(0, description="seed of the run (splits' few-shot subset, init, order, augmentation)")
 
 
 class PathSettings(BaseModel):

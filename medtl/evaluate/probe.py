@@ -9,7 +9,7 @@ Heads:
   Linear + ReLU per hidden width, then the output layer, trained with Adam (the study: lr 5e-5,
   up to 500 epochs).
 
-Outputs are those of a run of the same task (see ``medtl.engine.losses``): one logit + BCE for
+Outputs are those of a run of the same task (see ``medtl.objectives.classification``): one logit + BCE for
 binary, K logits + cross-entropy for multiclass, K logits + BCE for multilabel. Every epoch records
 train loss, validation loss and AUROC, and test AUROC (the study's curves). With ``patience``,
 training stops when validation AUROC has not improved for that many epochs and the best epoch's
@@ -31,13 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from medtl.engine.losses import TaskKind, make_loss, num_outputs, scores_from_logits
-from medtl.engine.run import resolve_device
-from medtl.engine.state import write_json
+from medtl.engine import resolve_device, write_json
 from medtl.errors import ConfigError, InputError, UnknownChoiceError
 from medtl.io.features import FeatureSet, FeatureSplit, labels_file, load_features
 from medtl.io.paths import PROBE, guard_output, replace_dir
 from medtl.metrics.classification import auroc, classification_metrics, metric_task
+from medtl.objectives.classification import TaskKind, make_loss, num_outputs, scores_from_logits
 from medtl.progress import NULL_PROGRESS, Progress
 
 HEAD_WIDTHS: dict[str, tuple[int, ...]] = {

@@ -76,6 +76,22 @@ def content_checksum(checksums: Mapping[str, str]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def store_identity(path: str | Path) -> str:
+    """What a store holds, whatever directory it lies in: the sha256 of the checksums its manifest
+    records (every file the manifest covers). Two copies of a store share it; a changed label does not."""
+    manifest_path = Path(path) / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        checksums = manifest["checksums"]
+    except FileNotFoundError:
+        raise StoreError(path, "not a medtl store (manifest.json missing)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(manifest_path, f"has no readable checksums ({exc})") from None
+    if not isinstance(checksums, dict):
+        raise StoreError(manifest_path, "has no readable checksums")
+    return content_checksum(checksums).removeprefix("sha256:")  # Store.checksum, without the prefix
+
+
 class _NpyAppender:
     """Appends rows to a .npy file; the header is rewritten with the row count on close."""
 

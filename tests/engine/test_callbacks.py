@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from medtl.engine import run
 from medtl.engine.callbacks import ProgressCallback
-from medtl.engine.run import run
 from medtl.progress import Progress
 
 

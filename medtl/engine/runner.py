@@ -1,0 +1,359 @@
+"""``run(config)``: the one entry point that trains a RunConfig and writes its run directory.
+
+The CLI (``medtl finetune``) and sweeps call only this. Everything the user gave is checked before
+anything is written (the objective checks the store); the run directory then holds
+``config.toml``, ``status.json``, ``metrics.json`` (``RunMetrics``), ``checkpoints/{best,last}
+.safetensors``, ``checkpoints/resume.pt`` and ``tb/``. Running the same config again resumes an
+interrupted run, or returns the result of a finished one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medtl.data.splits import default_split_path, few_shot, load_split, make_fraction_split
+from medtl.data.transforms import build_transforms, has_augmentation, split_augment
+from medtl.engine.callbacks import Callback, ProgressCallback, TensorBoardCallback
+from medtl.engine.distributed import DistInfo, EpochSampler, barrier, init_distributed
+from medtl.engine.energy import kwh
+from medtl.engine.evaluation import evaluate_loader
+from medtl.engine.inputs import LoaderSettings, TrainData, batches
+from medtl.engine.record import METRICS_FILE, DataRecord, RunMetrics
+from medtl.engine.run_config import CONFIG_FILE, RunConfig
+from medtl.engine.runtime import resolve_device
+from medtl.engine.state import read_status, seed_everything, write_status
+from medtl.engine.trainer import NonFiniteLoss, Trainer
+from medtl.errors import ConfigError, InputError, TrainingError
+from medtl.io.store import Store, store_identity
+from medtl.models import load_init, load_model_weights
+from medtl.objectives import get_objective
+from medtl.objectives.base import Objective, PartitionMetrics
+from medtl.progress import NULL_PROGRESS, Progress
+from medtl.strategies import Strategy, get_strategy, override_epochs, scale_epochs, with_base_lr
+
+# Fixed seed of the split made when the store has no split file: every run of a store is tested on
+# the same samples whatever its own seed.
+AUTO_SPLIT_SEED = 0
+AUTO_SPLIT = {"val": 0.1, "test": 0.2}
+GENERATED = "generated"  # how metrics.json names a split made by the run itself
+# Fields naming files (the run id holds their content): how an error names each.
+FILE_FIELDS = {
+    "data": "the store {}",
+    "split": "the split file {}",
+    "init": "the checkpoint {}",
+    "strategy": "the strategy '{}'",
+}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced: its directory and its ``metrics.json`` record (small and picklable: a
+    sweep job returns it). The weights are in the run's checkpoints (``load_run``)."""
+
+    run_dir: Path
+    metrics: RunMetrics
+    resumed: bool = False
+
+    @property
+    def run_id(self) -> str:
+        return self.metrics.run_id
+
+
+def resolve_strategy(config: RunConfig) -> Strategy:
+    """The config's strategy with its epoch scale, per-phase epochs and base lr applied."""
+    strategy = get_strategy(config.strategy)
+    if config.epochs_scale != 1:
+        strategy = scale_epochs(strategy, config.epochs_scale)
+    if config.phase_epochs:
+        strategy = override_epochs(strategy, config.phase_epochs)
+    if config.lr is not None:
+        strategy = with_base_lr(strategy, config.lr)
+    return strategy
+
+
+def resolve_split(
+    config: RunConfig, store: Store, *, recorded: str | None = None
+) -> tuple[dict[str, np.ndarray], str]:
+    """The run's train/val/test indices and where they came from.
+
+    ``recorded`` is the split source a run wrote to metrics.json; it wins, so evaluating a finished
+    run uses its own partitions even if a split file was made later. Then ``config.split``, the store's
+    default split file, else a seeded generated split; ``config.fraction`` takes few-shot subsets.
+    """
+    default = default_split_path(store.path)
+    path = None
+    if recorded is not None and not recorded.startswith(GENERATED):
+        path = Path(recorded)
+    elif recorded is None:
+        path = config.split if config.split is not None else default if default.is_file() else None
+    if path is not None:
+        split = load_split(path, store)
+        source = str(path)
+    else:
+        split = make_fraction_split(store, seed=AUTO_SPLIT_SEED, **AUTO_SPLIT)
+        source = f"{GENERATED} (val {AUTO_SPLIT['val']}, test {AUTO_SPLIT['test']}, seed {AUTO_SPLIT_SEED})"
+    if config.fraction < 1:
+        split = few_shot(split, store, config.fraction, seed=config.seed)
+    if len(split["train"]) == 0:
+        raise InputError(config.split or store.path, "the split has no training samples")
+    return {k: np.asarray(split[k], dtype=np.int64) for k in ("train", "val", "test")}, source
+
+
+def _checked_run_dir(config: RunConfig) -> tuple[Path, RunConfig | None]:
+    """The run directory, refusing one that holds a run of a different config."""
+    run_dir = config.run_dir
+    saved_path = run_dir / CONFIG_FILE
+    if not saved_path.is_file():
+        return run_dir, None
+    saved = RunConfig.load(saved_path)
+    differing = config.differing_keys(saved)
+    mine, theirs = config.result_fields(), saved.result_fields()
+    for key in differing:
+        if key in FILE_FIELDS and mine[key] == theirs[key]:  # the same file, with other content
+            raise TrainingError(
+                f"{run_dir}: {FILE_FIELDS[key].format(mine[key])} changed since this run started",
+                hint="restore it, or start a new run (another --out or --run-name)",
+            )
+    if differing:
+        raise TrainingError(
+            f"{run_dir}: holds a run with a different config (differs in: {', '.join(differing)})",
+            hint="resume with the saved config.toml, or choose another --run-name / --out",
+        )
+    return run_dir, saved
+
+
+def _device(config: RunConfig) -> tuple[torch.device, DistInfo]:
+    device = resolve_device(config.device)
+    dist = init_distributed(device)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    return device, dist
+
+
+def _in_chans(config: RunConfig, store: Store) -> int:
+    store_chans = int(store.shape[0])
+    in_chans = config.in_chans or store_chans
+    if in_chans != store_chans and store_chans != 1:
+        raise ConfigError(
+            f"in_chans {in_chans} does not fit {store.path} ({store_chans}-channel images); "
+            "only 1-channel images can be repeated to more channels"
+        )
+    return in_chans
+
+
+def _train_data(
+    config: RunConfig, store: Store, partitions: dict[str, np.ndarray], in_chans: int, device: torch.device
+) -> TrainData:
+    if device.type == "cuda":
+        loader_augment, device_augment = split_augment(config.augment)
+    else:
+        loader_augment, device_augment = config.augment, []
+    size, normalise = config.image_size, config.normalise
+    return TrainData(
+        store=store,
+        partitions=partitions,
+        train_transform=build_transforms(
+            True, size=size, augment=loader_augment, normalise=normalise, in_chans=in_chans
+        ),
+        eval_transform=build_transforms(False, size=size, normalise=normalise, in_chans=in_chans),
+        device_augment=list(device_augment),
+        augmenting=has_augmentation(config.augment),
+    )
+
+
+def run(
+    config: RunConfig, *, progress: Progress = NULL_PROGRESS, callbacks: Sequence[Callback] = ()
+) -> RunResult:
+    """Train ``config`` (or resume it) and evaluate it; see the module docstring. ``callbacks`` are
+    called besides the progress and TensorBoard ones, on every process."""
+    device, dist = _device(config)
+
+    # -- check every input before writing anything ----------------------------------------------
+    store = Store(config.data)
+    objective = get_objective(config.objective)
+    objective.check(store)
+    partitions, split_source = resolve_split(config, store)
+    strategy = resolve_strategy(config)
+    in_chans = _in_chans(config, store)
+    run_dir, saved = _checked_run_dir(config)
+    if saved is not None and read_status(run_dir) == "completed" and (run_dir / METRICS_FILE).is_file():
+        return RunResult(run_dir, RunMetrics.load(run_dir / METRICS_FILE), resumed=True)
+
+    seed_everything(config.seed)
+    model = objective.build_model(
+        backbone=config.backbone,
+        in_chans=in_chans,
+        module=strategy.module,
+        truncate=strategy.truncate,
+        image_size=config.image_size or int(store.shape[-1]),
+    )
+    report = load_init(model, config.init, allow_partial=config.allow_partial, weights_dir=config.weights_dir)
+    progress.message(report.summary())
+    model.to(device)
+    objective.setup(store, partitions["train"], device)
+    data = _train_data(config, store, partitions, in_chans, device)
+
+    # -- the run directory ----------------------------------------------------------------------
+    if dist.is_main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        config.save(run_dir / CONFIG_FILE)
+        write_status(run_dir, "running", run_id=config.run_id())
+    barrier(dist)
+    hooks: list[Callback] = []
+    if dist.is_main:
+        hooks += [ProgressCallback(progress, objective.monitor), TensorBoardCallback(run_dir / "tb")]
+    hooks += list(callbacks)
+    # save_model adds the model's build spec; these say how to read its outputs.
+    metadata = {"run_id": config.run_id(), "objective": objective.kind, **objective.model_metadata()}
+    trainer = Trainer(
+        config,
+        objective=objective,
+        model=model,
+        strategy=strategy,
+        data=data,
+        device=device,
+        dist=dist,
+        run_dir=run_dir,
+        callbacks=hooks,
+        checkpoint_metadata=metadata,
+    )
+    return _train(config, trainer, progress, split_source=split_source, init_report=report.summary())
+
+
+def _train(
+    config: RunConfig, trainer: Trainer, progress: Progress, *, split_source: str, init_report: str
+) -> RunResult:
+    """Fit (resuming when there is a resume state), test, and record; failures are written to
+    status.json, a non-finite loss keeps the last good weights."""
+    run_dir, dist = trainer.checkpoints.dir.parent, trainer.dist
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    t_start = time.monotonic()
+    try:
+        _set_determinism(config.deterministic, trainer.device)
+        resumed = trainer.restore()
+        if resumed:
+            progress.message(
+                f"resuming {run_dir} after {len(trainer.state.history)} epochs "
+                f"(phase {trainer.state.phase_index + 1} of {len(trainer.strategy.phases)})"
+            )
+        trainer.fit()
+        record = _finish(config, trainer, split_source, init_report, time.monotonic() - t_start)
+    except NonFiniteLoss as exc:
+        trainer.keep_last_good()
+        message = f"{run_dir}: {exc}; the last good weights are in checkpoints/last.safetensors"
+        if dist.is_main:
+            write_status(run_dir, "failed", error=message)
+        raise TrainingError(message, hint="lower the learning rate or check the inputs for NaN") from None
+    except BaseException as exc:
+        if dist.is_main:
+            write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+        for cb in trainer.callbacks:
+            cb.close()
+    return RunResult(run_dir, record, resumed=resumed)
+
+
+def _set_determinism(deterministic: bool, device: torch.device) -> None:
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+
+
+def evaluate_partition(
+    objective: Objective,
+    trainer: Trainer,
+    name: str,
+    *,
+    bootstrap: int,
+    seed: int,
+) -> PartitionMetrics | None:
+    """Metrics of one partition with the model's current weights, with patient bootstrap CIs."""
+    data, config = trainer.data, trainer.config
+    idx = data.partitions[name]
+    if len(idx) == 0:
+        return None
+    settings = LoaderSettings(config.batch_size, config.num_workers, trainer.device.type == "cuda")
+    dataset = objective.dataset(data.store, idx, data.eval_transform)
+    loader = batches(dataset, EpochSampler(len(idx), shuffle=False), settings, train=False)
+    result = evaluate_loader(objective, trainer.model, loader, precision=trainer.precision)
+    groups = data.store.patient_ids[idx]
+    return objective.summarise(result.metric, loss=result.loss, groups=groups, bootstrap=bootstrap, seed=seed)
+
+
+def _finish(
+    config: RunConfig, trainer: Trainer, split_source: str, init_report: str, wall: float
+) -> RunMetrics:
+    """Test with the best weights, write metrics.json and status.json (rank 0; the other processes
+    read the record rank 0 wrote)."""
+    run_dir, dist, objective = trainer.checkpoints.dir.parent, trainer.dist, trainer.objective
+    if not dist.is_main:
+        barrier(dist)
+        return RunMetrics.load(run_dir / METRICS_FILE)
+    ckpt = run_dir / "checkpoints"
+    if not (ckpt / "best.safetensors").is_file():  # the monitored metric was never defined
+        shutil.copyfile(ckpt / "last.safetensors", ckpt / "best.safetensors")
+    last = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    load_model_weights(trainer.model, ckpt / "best.safetensors")
+    val = evaluate_partition(objective, trainer, "val", bootstrap=0, seed=config.seed)
+    test = evaluate_partition(objective, trainer, "test", bootstrap=config.bootstrap, seed=config.seed)
+    trainer.model.load_state_dict(last)
+    record = _record(config, trainer, split_source, init_report, wall, val=val, test=test)
+    record.save(run_dir / METRICS_FILE)
+    write_status(run_dir, "completed", run_id=config.run_id())
+    barrier(dist)
+    return record
+
+
+def _record(
+    config: RunConfig,
+    trainer: Trainer,
+    split_source: str,
+    init_report: str,
+    wall: float,
+    *,
+    val: PartitionMetrics | None,
+    test: PartitionMetrics | None,
+) -> RunMetrics:
+    state, objective, store = trainer.state, trainer.objective, trainer.data.store
+    total_j = sum(p["energy_j"] for p in state.phases)
+    data = DataRecord(
+        store=str(config.data),
+        checksum=store.checksum,
+        identity=store_identity(store.path),
+        split=split_source,
+        counts={k: len(v) for k, v in trainer.data.partitions.items()},
+    )
+    return RunMetrics.model_validate(
+        {
+            "run_id": config.run_id(),
+            "objective": objective.kind,
+            **objective.describe(),
+            "backbone": config.backbone,
+            "init": config.init,
+            "init_report": init_report,
+            "strategy": config.strategy,
+            "data": data,
+            "monitor": objective.monitor,
+            "best": state.best,
+            "phases": state.phases,
+            "history": state.history,
+            "val": val,
+            "test": test,
+            "energy": {**trainer.meter.describe(), "energy_j": total_j, "kwh": kwh(total_j)},
+            "wall_time_s": sum(p["wall_time_s"] for p in state.phases),
+            "last_session_wall_time_s": wall,
+        }
+    )

@@ -33,6 +33,13 @@ BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", help=
 BackboneOpt = Annotated[str, typer.Option("--backbone", help="backbone name (`medtl models list`)")]
 InitOpt = Annotated[str, typer.Option("--init", help="random | imagenet | path to a checkpoint")]
 AllowPartialOpt = Annotated[bool, typer.Option("--allow-partial", help="go on with backbone weights missing")]
+MinLoadedFractionOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--min-loaded-fraction",
+        help="with --allow-partial, the least share of the backbone's weights that must load (default 0.5)",
+    ),
+]
 ImageSizeOpt = Annotated[Optional[int], typer.Option("--image-size", help="resize images to this size")]
 NormaliseOpt = Annotated[
     Optional[str], typer.Option("--normalise", help="imagenet | clip | half | minmax | none")

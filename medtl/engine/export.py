@@ -38,6 +38,7 @@ def export_features(
     split: str | Path | None = None,
     init: str = "imagenet",
     allow_partial: bool = False,
+    min_loaded_fraction: float = 0.5,
     weights_dir: Path | None = None,
     image_size: int | None = None,
     normalise: str = "imagenet",
@@ -53,6 +54,7 @@ def export_features(
     ``image_size`` and ``normalise`` are ignored) or a backbone name initialised with ``init``.
     """
     store = Store(data)
+    store.verify(quick=True)  # labels and patients as prepared; `medtl data check` hashes every byte
     infer_task(store.task, store.num_classes, "auto", store.path)  # features need class labels
     source_path = Path(source)
     is_run = (source_path / "config.toml").is_file()
@@ -80,7 +82,13 @@ def export_features(
             model = build_model(
                 str(source), 1, in_chans=in_chans, image_size=image_size or int(store.shape[-1])
             )
-            report = load_init(model, init, allow_partial=allow_partial, weights_dir=weights_dir)
+            report = load_init(
+                model,
+                init,
+                allow_partial=allow_partial,
+                weights_dir=weights_dir,
+                min_loaded_fraction=min_loaded_fraction,
+            )
             progress.message(report.summary())
             transform = build_transforms(False, size=image_size, normalise=normalise, in_chans=in_chans)
             backbone = str(source)

@@ -7,7 +7,8 @@ Each check is a function the engine calls at one place, so the loop stays free o
   this store's content before (``record_verified`` remembers it in the run directory);
 * ``check_split``: no patient in more than one partition (unless ``allow_leakage``, which the
   run records), every class of the store in the training part, at least two classes;
-* ``check_completed_store``: a finished run is returned as it is only for the store it was trained on;
+* ``record_identity`` / ``check_identity``: a run goes on (or is returned as finished) only with the
+  files it started with: a store prepared again, a changed split or strategy file is refused;
 * ``check_phases``: every phase of the strategy resolves on the model before the first one trains;
 * ``terminated_as_interrupt``: SIGTERM (what SLURM sends at a time limit or ``scancel``) stops the
   run like Ctrl-C, so it ends with status ``interrupted`` and can be resumed;
@@ -23,7 +24,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from medtl.io.store import Store
 from medtl.progress import NULL_PROGRESS, Progress
 
 VERIFIED_FILE = "verified_stores.json"
+IDENTITY_FILE = "identity.json"
 LEAKAGE_HINT = "fix the split (`medtl data check` lists the patients), or pass --allow-leakage"
 
 
@@ -74,14 +76,31 @@ def record_verified(store: Store, run_dir: Path) -> None:
     os.replace(tmp, run_dir / VERIFIED_FILE)
 
 
-def check_completed_store(run_dir: Path, recorded_checksum: str | None, store: Store) -> None:
-    """A completed run is reused only for the store content it was trained on."""
-    if recorded_checksum is not None and recorded_checksum != store.checksum:
-        raise TrainingError(
-            f"{run_dir}: completed on another version of {store.path} (its images, labels or patients "
-            "changed since)",
-            hint="start a new run (another --out or --run-name)",
-        )
+def record_identity(run_dir: Path, identity: Mapping[str, Any]) -> None:
+    """Keep the content identities of the files a run reads (``RunConfig.identity()``) beside it."""
+    tmp = run_dir / f".{IDENTITY_FILE}.tmp"
+    tmp.write_text(json.dumps(dict(identity), indent=1, sort_keys=True))
+    os.replace(tmp, run_dir / IDENTITY_FILE)
+
+
+def check_identity(run_dir: Path, identity: Mapping[str, Any], files: Mapping[str, str]) -> None:
+    """Refuse to go on with (or return) a run whose files changed since it started: the same paths
+    with other content (a store prepared again with other labels, an edited strategy file).
+
+    ``identity`` is ``RunConfig.identity()`` now; ``files`` names each file field for the message
+    (``{"data": "the store /data/brats"}``). Runs from before identities were recorded pass (their
+    resume state is checked instead).
+    """
+    try:
+        recorded = json.loads((run_dir / IDENTITY_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    for key, name in files.items():
+        if recorded.get(key) != identity.get(key):
+            raise TrainingError(
+                f"{run_dir}: {name} changed since this run started",
+                hint="restore it, or start a new run (another --out or --run-name)",
+            )
 
 
 # -- the split ---------------------------------------------------------------------------------------

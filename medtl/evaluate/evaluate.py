@@ -36,8 +36,10 @@ from medtl.engine import (
     RunMetrics,
     evaluate_loader,
     load_run,
+    record_verified,
     resolve_device,
     resolve_split,
+    verify_store,
     write_json,
 )
 from medtl.errors import ConfigError, InputError, StoreError, UnknownChoiceError, did_you_mean
@@ -368,13 +370,15 @@ def evaluate_run(
     num_workers: int | None = None,
     seed: int = 0,
     name: str | None = None,
+    verify: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> EvaluationResult:
     """Evaluate a run on a store (see the module docstring); writes ``evaluation_<name>.json``.
 
     ``split``: "train", "val", "test" or "all"; default "test" on the run's own store, "all" on an
     external one. ``tta``: None, "hflip" or "tencrop" (mean score over the views). ``bootstrap``:
-    resamples (by patient) of the 95% confidence intervals, 0 for none.
+    resamples (by patient) of the 95% confidence intervals, 0 for none. The store is verified first:
+    in full when ``verify`` or when the run has not verified this store before, else quickly.
     """
     if name is not None:
         evaluation_path(Path(run_dir), name)  # refuse a name that escapes the run before any work
@@ -383,6 +387,8 @@ def evaluate_run(
     if tta is not None and tta not in loaded.objective.tta_modes:
         raise UnknownChoiceError("test-time augmentation", tta, loaded.objective.tta_modes)
     store = Store(store_path)
+    if verify_store(store, loaded.run_dir, full=verify, progress=progress) == "full":
+        record_verified(store, loaded.run_dir)
     _check_store(loaded, store)
     multilabel = loaded.task == "multilabel"
     external = store.checksum != _training_checksum(loaded)

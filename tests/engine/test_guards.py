@@ -15,10 +15,11 @@ import torch
 
 from medtl.engine.guards import (
     check_classes,
-    check_completed_store,
+    check_identity,
     check_phases,
     check_split,
     end_status,
+    record_identity,
     record_verified,
     terminated_as_interrupt,
     verify_store,
@@ -104,12 +105,14 @@ def test_a_class_missing_from_training_is_refused(tmp_path):
         check_split(store, parts([0, 1], [2], [3]), "x")
 
 
-def test_a_completed_run_is_reused_only_for_its_store(tmp_path):
-    store = write_store(tmp_path / "s", [0, 1])
-    check_completed_store(tmp_path, store.checksum, store)
-    check_completed_store(tmp_path, None, store)  # older runs without a record
-    with pytest.raises(TrainingError, match="completed on another version of"):
-        check_completed_store(tmp_path, "sha256:other", store)
+def test_a_run_goes_on_only_with_the_files_it_started_with(tmp_path):
+    files = {"data": "the store /data/s", "strategy": "the strategy 'mine.toml'"}
+    check_identity(tmp_path, {"data": "store:a"}, files)  # nothing recorded: an older run
+    record_identity(tmp_path, {"data": "store:a", "strategy": "sha256:1", "seed": 0})
+    check_identity(tmp_path, {"data": "store:a", "strategy": "sha256:1", "seed": 0}, files)
+    with pytest.raises(TrainingError) as err:
+        check_identity(tmp_path, {"data": "store:b", "strategy": "sha256:1", "seed": 0}, files)
+    assert err.value.message == f"{tmp_path}: the store /data/s changed since this run started"
 
 
 def test_every_phase_is_resolved_before_training(tmp_path):

@@ -10,6 +10,9 @@ through Typer's runner where they do not) on phantom data written into a tempora
   must pass a full ``verify``;
 * kills: ``--kills`` ``prepare brats`` runs killed with SIGKILL at a random moment, then rerun; the
   result must equal an uninterrupted conversion byte for byte;
+* runs: ``--runs`` ``finetune`` runs, each with a second ``finetune`` started on the same run while
+  it trains (refused), then stopped with SIGTERM at a random moment (status "interrupted") and run
+  again; its test metrics must equal an uninterrupted run's;
 * corruptions: ``--corruptions`` random damages of a store (bytes overwritten, truncation, deletion,
   a label or a patient id changed); ``data check`` must exit 2 with one line naming the damaged file;
 * disk full / read-only (root with tmpfs only): a conversion onto a file system too small, then
@@ -173,6 +176,71 @@ def kills(work: Path, n: int, rng: random.Random) -> None:
         except Exception:
             same = False
         count("rerun after the kill", "identical to an uninterrupted run" if same else "failed")
+
+
+# -- runs: a second finetune, SIGTERM ------------------------------------------------------------------
+def _signal_store(work: Path) -> Path:
+    """Two classes told apart by a bright corner, one sample per patient (written on first use)."""
+    from medtl.io.store import SampleRecord, StoreWriter
+
+    out = work / "signal-store"
+    if out.exists():
+        return out
+    rng = np.random.default_rng(0)
+    with StoreWriter(
+        out, task="classification", image_shape=(1, 16, 16), class_names=["a", "b"], label_shape=()
+    ) as writer:
+        for i in range(40):
+            image = rng.normal(0.3, 0.1, (1, 1, 16, 16)).astype(np.float32)
+            image[0, 0, (i % 2) * 8 : (i % 2) * 8 + 6, :6] += 0.6
+            writer.add(f"s{i}", image, [SampleRecord(f"P{i}", f"{i}.png")], labels=np.array([i % 2]))
+        writer.finish()
+    return out
+
+
+def runs(work: Path, n: int, rng: random.Random) -> None:
+    """Per trial: a finetune, a second one on the same run directory while it trains, SIGTERM at a
+    random moment, then the same command again; the result must equal an uninterrupted run's."""
+    store = _signal_store(work)
+    quick = ["--backbone", "resnet10t", "--init", "random", "--strategy", "full", "--epochs", "all=30",
+             "--lr", "0.001", "--normalise", "none", "--device", "cpu", "--workers", "0", "--batch-size", "8",
+             "--bootstrap", "0", "--deterministic"]  # fmt: skip
+    assert cli("finetune", "--data", store, *quick, "--out", work / "runs", "--run-name", "ref")[0] == 0
+    reference = json.loads((work / "runs" / "ref" / "metrics.json").read_text())
+    for trial in range(n):
+        args = [
+            "finetune",
+            "--data",
+            str(store),
+            *quick,
+            "--out",
+            str(work / "runs"),
+            "--run-name",
+            f"t{trial}",
+        ]
+        proc = subprocess.Popen(
+            [*MEDTL, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True
+        )
+        status = work / "runs" / f"t{trial}" / "status.json"
+        while proc.poll() is None and not (status.exists() and "running" in status.read_text()):
+            time.sleep(0.05)
+        code, _, stderr = cli(*args)
+        busy = one_line_error(code, stderr) and "run is in use by pid" in stderr
+        count("a second finetune on a live run", "refused at once (one line)" if busy else "failed")
+        time.sleep(rng.uniform(0, 6))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate()
+            interrupted = proc.returncode == 130 and json.loads(status.read_text())["status"] == "interrupted"
+            count(
+                "finetune stopped with SIGTERM", "status interrupted, exit 130" if interrupted else "failed"
+            )
+        else:
+            count("finetune stopped with SIGTERM", "finished before the signal")
+        code, _, _ = cli(*args)
+        metrics = json.loads((status.parent / "metrics.json").read_text()) if code == 0 else {}
+        same = code == 0 and metrics.get("test") == reference["test"]
+        count("rerun after SIGTERM", "same test metrics as an uninterrupted run" if same else "failed")
 
 
 # -- corruptions -------------------------------------------------------------------------------------
@@ -403,7 +471,7 @@ def inputs_kept(work: Path) -> None:
             )
 
 
-GROUPS = ("concurrent", "kills", "corruptions", "disk", "malformed", "checkpoints", "inputs")
+GROUPS = ("concurrent", "kills", "runs", "corruptions", "disk", "malformed", "checkpoints", "inputs")
 
 
 def main() -> None:
@@ -411,6 +479,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20, help="rounds of three concurrent prepares")
     parser.add_argument("--kills", type=int, default=10, help="prepares killed at a random moment")
     parser.add_argument("--corruptions", type=int, default=60, help="random store damages")
+    parser.add_argument("--runs", type=int, default=5, help="finetunes stopped with SIGTERM")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", help="comma-separated groups: " + ", ".join(GROUPS))
     args = parser.parse_args()
@@ -422,6 +491,7 @@ def main() -> None:
         steps = {
             "concurrent": lambda: concurrent_writers(work, args.trials),
             "kills": lambda: kills(work, args.kills, rng),
+            "runs": lambda: runs(work, args.runs, rng),
             "corruptions": lambda: corruptions(work, args.corruptions, rng),
             "disk": lambda: disk_full_and_read_only(work),
             "malformed": lambda: malformed_inputs(work),

@@ -37,7 +37,6 @@ import numpy as np
 from medtl import __version__
 from medtl.errors import InputError, StoreError
 from medtl.io.checksums import file_checksum, input_signature, sampled_checksum
-from medtl.io.locks import exclusive
 from medtl.io.paths import STORE, check_replaceable, replace_dir, resolved, write_errors
 from medtl.io.progress_log import PROGRESS_FILE, ProgressEntry, ProgressLog, ProgressRecord, read_progress
 from medtl.progress import NULL_PROGRESS, Progress
@@ -214,6 +213,9 @@ class StoreWriter:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> StoreWriter:
+        # Imported here: reading a store (RunConfig computes a store's identity) needs no filelock.
+        from medtl.io.locks import exclusive
+
         self._stack.enter_context(exclusive(self.out, wait=self.wait, what="store"))
         try:
             # Again under the lock: another writer may have published the store meanwhile.

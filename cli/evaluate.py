@@ -38,6 +38,10 @@ BootstrapOpt = Annotated[
     int, typer.Option("--bootstrap", help="bootstrap resamples (by patient) of the 95% CIs; 0: none")
 ]
 CheckpointOpt = Annotated[str, typer.Option("--checkpoint", help="best | last")]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option("--verify", help="hash every byte of the store first (otherwise only when new to the run)"),
+]
 NameOpt = Annotated[
     Optional[str], typer.Option("--name", help="evaluation_<name>.json (default: <store>-<split>[-<tta>])")
 ]
@@ -65,6 +69,7 @@ def evaluate(
     bootstrap: BootstrapOpt = 1000,
     checkpoint: CheckpointOpt = "best",
     name: NameOpt = None,
+    verify: VerifyOpt = False,
     batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
@@ -90,6 +95,7 @@ def evaluate(
             num_workers=workers,
             seed=train.seed,
             name=name,
+            verify=verify,
             progress=progress,
         )
     where = "external store" if result.external else "the run's store"

@@ -25,6 +25,7 @@ from medtl_cli.options import (
     DeviceOpt,
     ImageSizeOpt,
     InitOpt,
+    MinLoadedFractionOpt,
     NormaliseOpt,
     SeedOpt,
     SplitOpt,
@@ -44,6 +45,7 @@ FIELDS = {
     "task": "objective.task",
     "fraction": "fraction",
     "allow_partial": "allow_partial",
+    "min_loaded_fraction": "min_loaded_fraction",
     "in_chans": "in_chans",
     "epochs_scale": "epochs_scale",
     "phase_epochs": "phase_epochs",
@@ -69,6 +71,9 @@ FIELDS = {
     "device": "device",
     "out": "out",
     "run_name": "run_name",
+    "allow_leakage": "allow_leakage",
+    "verify": "verify",
+    "wait": "wait",
 }
 # Fields whose flag value passes through the user settings (flag > env MEDTL_TRAIN__* > file > default).
 SETTINGS = {"seed": "seed", "device": "device", "num_workers": "num_workers", "batch_size": "batch_size"}
@@ -126,6 +131,9 @@ CompileOpt = Annotated[bool, typer.Option("--compile")]
 DeterministicOpt = Annotated[bool, typer.Option("--deterministic")]
 BootstrapOpt = Annotated[Optional[int], typer.Option("--bootstrap")]
 RunNameOpt = Annotated[Optional[str], typer.Option("--run-name")]
+AllowLeakageOpt = Annotated[bool, typer.Option("--allow-leakage")]
+VerifyOpt = Annotated[bool, typer.Option("--verify")]
+FinetuneWaitOpt = Annotated[bool, typer.Option("--wait")]
 
 
 def finetune(
@@ -137,6 +145,7 @@ def finetune(
     task: TaskOpt = None,
     fraction: FractionOpt = None,
     allow_partial: AllowPartialOpt = False,
+    min_loaded_fraction: MinLoadedFractionOpt = None,
     in_chans: InChansOpt = None,
     epochs_scale: EpochsScaleOpt = None,
     phase_epochs: EpochsOpt = None,
@@ -162,6 +171,9 @@ def finetune(
     device: DeviceOpt = None,
     out: RunsOpt = None,
     run_name: RunNameOpt = None,
+    allow_leakage: AllowLeakageOpt = False,
+    verify: VerifyOpt = False,
+    wait: FinetuneWaitOpt = False,
 ) -> None:
     """Fine-tune a backbone on a store with a strategy; rerunning the same command resumes."""
     flags = dict(locals())

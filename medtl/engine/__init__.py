@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from medtl.engine.evaluation import Evaluated, evaluate_loader
     from medtl.engine.export import export_features
     from medtl.engine.features import extract_features
+    from medtl.engine.guards import record_verified, verify_store
     from medtl.engine.inference import LoadedRun, load_run
     from medtl.engine.record import METRICS_FILE, RunMetrics
     from medtl.engine.run_config import RunConfig
@@ -27,6 +28,8 @@ _WHERE = {
     "evaluate_loader": "evaluation",
     "export_features": "export",
     "extract_features": "features",
+    "record_verified": "guards",
+    "verify_store": "guards",
     "LoadedRun": "inference",
     "load_run": "inference",
     "METRICS_FILE": "record",
@@ -50,9 +53,11 @@ __all__ = [
     "export_features",
     "extract_features",
     "load_run",
+    "record_verified",
     "resolve_device",
     "resolve_split",
     "run",
+    "verify_store",
     "write_json",
 ]
 

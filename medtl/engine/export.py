@@ -14,6 +14,7 @@ from medtl.engine.features import extract_features
 from medtl.engine.inference import load_run
 from medtl.engine.runtime import resolve_device
 from medtl.io.features import FeatureWriter
+from medtl.io.paths import FEATURES, guard_output
 from medtl.io.store import Store
 from medtl.models import build_model, load_init
 from medtl.objectives.classification import infer_task
@@ -37,6 +38,7 @@ def export_features(
     split: str | Path | None = None,
     init: str = "imagenet",
     allow_partial: bool = False,
+    min_loaded_fraction: float = 0.5,
     weights_dir: Path | None = None,
     image_size: int | None = None,
     normalise: str = "imagenet",
@@ -52,11 +54,13 @@ def export_features(
     ``image_size`` and ``normalise`` are ignored) or a backbone name initialised with ``init``.
     """
     store = Store(data)
+    store.verify(quick=True)  # labels and patients as prepared; `medtl data check` hashes every byte
     infer_task(store.task, store.num_classes, "auto", store.path)  # features need class labels
-    partitions, split_source = _split_partitions(store, split)
-    dev = resolve_device(device)
     source_path = Path(source)
     is_run = (source_path / "config.toml").is_file()
+    guard_output(out, FEATURES, inputs=[store.path, source_path if is_run else None], overwrite=overwrite)
+    partitions, split_source = _split_partitions(store, split)
+    dev = resolve_device(device)
     origin = {"run": str(source_path)} if is_run else {"init": init}
     # The writer refuses an existing output before any model is loaded or feature computed.
     with FeatureWriter(
@@ -78,7 +82,13 @@ def export_features(
             model = build_model(
                 str(source), 1, in_chans=in_chans, image_size=image_size or int(store.shape[-1])
             )
-            report = load_init(model, init, allow_partial=allow_partial, weights_dir=weights_dir)
+            report = load_init(
+                model,
+                init,
+                allow_partial=allow_partial,
+                weights_dir=weights_dir,
+                min_loaded_fraction=min_loaded_fraction,
+            )
             progress.message(report.summary())
             transform = build_transforms(False, size=image_size, normalise=normalise, in_chans=in_chans)
             backbone = str(source)

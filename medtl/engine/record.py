@@ -29,10 +29,15 @@ class DataRecord(_Record):
     """The store and split a run trained on."""
 
     store: str = Field(description="absolute path of the store when the run was made")
-    checksum: str = Field(description="checksum of the store's images (tells the run's own store)")
+    checksum: str = Field(
+        description="checksum of the store's content: images, labels, patients (tells the run's own store)"
+    )
     identity: str | None = Field(None, description="the store's content identity (part of the run id)")
     split: str = Field(description="split file, or how the run generated its split")
     counts: dict[str, int] = Field(description="samples per partition")
+    leakage: dict[str, Any] | None = Field(
+        None, description="patients in more than one partition, when the run was allowed to go on"
+    )
 
 
 class BestRecord(_Record):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from medtl.config import TrainSettings
 from medtl.errors import ConfigError, InputError, StoreError, did_you_mean
+from medtl.io.paths import single_component
 from medtl.io.store import store_identity
 from medtl.objectives import ObjectiveConfig, config_class, objective_kinds
 from medtl.objectives.configs import with_kind
@@ -37,7 +38,11 @@ else:  # pragma: no cover
 CONFIG_FILE = "config.toml"
 
 # Fields that change where or how fast a run goes, not what it computes.
-NON_RESULT_FIELDS = frozenset({"num_workers", "out", "run_name", "weights_dir", "checkpoint_interval"})
+NON_RESULT_FIELDS = frozenset(
+    {"num_workers", "out", "run_name", "weights_dir", "checkpoint_interval"}
+    # Safety switches: they decide whether a run may go on, not what it computes (issue 6).
+    | {"min_loaded_fraction", "allow_leakage", "verify", "wait"}
+)
 
 
 def _names_a_file(value: str) -> bool:
@@ -111,6 +116,12 @@ class RunConfig(BaseModel):
     allow_partial: bool = Field(
         False, description="go on when backbone weights are missing from the checkpoint"
     )
+    min_loaded_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="with allow_partial, the least share of the backbone's weights that must load (0: any)",
+    )
     in_chans: int | None = Field(None, ge=1, description="model input channels (default: the store's)")
     strategy: str = Field("linear", description="built-in strategy name or a strategy TOML file")
     lr: float | None = Field(
@@ -155,6 +166,15 @@ class RunConfig(BaseModel):
         description="runs directory; the run is written to <out>/<run name>",
     )
     run_name: str | None = Field(None, description="run directory name (default: the run id)")
+    allow_leakage: bool = Field(
+        False, description="train although patients are in more than one partition (recorded in metrics.json)"
+    )
+    verify: bool = Field(
+        False, description="hash every byte of the store at start (otherwise only when it is new to the run)"
+    )
+    wait: bool = Field(
+        False, description="wait for another command using the run directory instead of failing"
+    )
     weights_dir: Path | None = Field(None, description="local directory of pretrained weight files")
     checkpoint_interval: float = Field(
         30.0,
@@ -179,6 +199,11 @@ class RunConfig(BaseModel):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else Path(value).expanduser().resolve()
+
+    @field_validator("run_name")
+    @classmethod
+    def _one_folder(cls, value: str | None) -> str | None:
+        return None if value is None else single_component(value, "run name")
 
     @field_validator("init", "strategy")
     @classmethod

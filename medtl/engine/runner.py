@@ -13,8 +13,10 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +27,17 @@ from medtl.engine.callbacks import Callback, ProgressCallback, TensorBoardCallba
 from medtl.engine.distributed import DistInfo, EpochSampler, barrier, init_distributed
 from medtl.engine.energy import kwh
 from medtl.engine.evaluation import evaluate_loader
+from medtl.engine.guards import (
+    check_identity,
+    check_phases,
+    check_split,
+    end_status,
+    record_identity,
+    record_verified,
+    terminated_as_interrupt,
+    verify_store,
+    write_failure,
+)
 from medtl.engine.inputs import LoaderSettings, TrainData, batches
 from medtl.engine.predictions import PREDICTIONS_FILE, per_sample, write_predictions
 from medtl.engine.record import METRICS_FILE, DataRecord, RunMetrics
@@ -33,8 +46,9 @@ from medtl.engine.runtime import resolve_device
 from medtl.engine.state import read_status, seed_everything, write_status
 from medtl.engine.trainer import NonFiniteLoss, Trainer
 from medtl.errors import ConfigError, InputError, TrainingError
+from medtl.io.locks import exclusive
 from medtl.io.store import Store, store_identity
-from medtl.models import load_init, load_model_weights
+from medtl.models import LoadReport, load_init, load_model_weights
 from medtl.objectives import get_objective
 from medtl.objectives.base import Objective, PartitionMetrics
 from medtl.progress import NULL_PROGRESS, Progress
@@ -171,35 +185,93 @@ def _train_data(
     )
 
 
-def run(
-    config: RunConfig, *, progress: Progress = NULL_PROGRESS, callbacks: Sequence[Callback] = ()
-) -> RunResult:
-    """Train ``config`` (or resume it) and evaluate it; see the module docstring. ``callbacks`` are
-    called besides the progress and TensorBoard ones, on every process."""
-    device, dist = _device(config)
+@dataclass
+class _Inputs:
+    """What a run checked before writing anything."""
 
-    # -- check every input before writing anything ----------------------------------------------
+    store: Store
+    objective: Objective
+    partitions: dict[str, np.ndarray]
+    split_source: str
+    leakage: dict[str, Any] | None
+    strategy: Strategy
+    in_chans: int
+
+
+def _check_inputs(config: RunConfig) -> _Inputs:
     store = Store(config.data)
     objective = get_objective(config.objective)
     objective.check(store)
     partitions, split_source = resolve_split(config, store)
+    leakage = check_split(store, partitions, split_source, allow_leakage=config.allow_leakage)
     strategy = resolve_strategy(config)
     in_chans = _in_chans(config, store)
-    run_dir, saved = _checked_run_dir(config)
-    if saved is not None and read_status(run_dir) == "completed" and (run_dir / METRICS_FILE).is_file():
-        return RunResult(run_dir, RunMetrics.load(run_dir / METRICS_FILE), resumed=True)
+    return _Inputs(store, objective, partitions, split_source, leakage, strategy, in_chans)
 
+
+def run(
+    config: RunConfig, *, progress: Progress = NULL_PROGRESS, callbacks: Sequence[Callback] = ()
+) -> RunResult:
+    """Train ``config`` (or resume it) and evaluate it; see the module docstring. ``callbacks`` are
+    called besides the progress and TensorBoard ones, on every process. Once the inputs are checked,
+    the main process holds the run directory's lock: a second command on it fails at once (or
+    waits, ``wait``)."""
+    device, dist = _device(config)
+    inputs = _check_inputs(config)  # before anything is written
+    lock = exclusive(config.run_dir, wait=config.wait, what="run") if dist.is_main else nullcontext()
+    with lock:
+        return _run(config, inputs, device, dist, progress, callbacks)
+
+
+def _initialised_model(
+    config: RunConfig, inputs: _Inputs, device: torch.device, progress: Progress
+) -> tuple[Any, LoadReport]:
+    """The objective's model with every strategy phase resolved on it, initialised from config.init."""
     seed_everything(config.seed)
-    model = objective.build_model(
+    model = inputs.objective.build_model(
         backbone=config.backbone,
-        in_chans=in_chans,
-        module=strategy.module,
-        truncate=strategy.truncate,
-        image_size=config.image_size or int(store.shape[-1]),
+        in_chans=inputs.in_chans,
+        module=inputs.strategy.module,
+        truncate=inputs.strategy.truncate,
+        image_size=config.image_size or int(inputs.store.shape[-1]),
     )
-    report = load_init(model, config.init, allow_partial=config.allow_partial, weights_dir=config.weights_dir)
+    check_phases(model, inputs.strategy)
+    report = load_init(
+        model,
+        config.init,
+        allow_partial=config.allow_partial,
+        weights_dir=config.weights_dir,
+        min_loaded_fraction=config.min_loaded_fraction,
+    )
     progress.message(report.summary())
     model.to(device)
+    return model, report
+
+
+def _run(
+    config: RunConfig,
+    inputs: _Inputs,
+    device: torch.device,
+    dist: DistInfo,
+    progress: Progress,
+    callbacks: Sequence[Callback],
+) -> RunResult:
+    store, objective, strategy = inputs.store, inputs.objective, inputs.strategy
+    partitions, in_chans = inputs.partitions, inputs.in_chans
+    run_dir, saved = _checked_run_dir(config)
+    identity = config.identity()
+    if saved is not None:
+        fields = config.result_fields()
+        files = {key: what.format(fields[key]) for key, what in FILE_FIELDS.items() if fields.get(key)}
+        check_identity(run_dir, identity, files)
+    if saved is not None and read_status(run_dir) == "completed" and (run_dir / METRICS_FILE).is_file():
+        return RunResult(run_dir, RunMetrics.load(run_dir / METRICS_FILE), resumed=True)
+    if dist.is_main:  # the other processes read the same files: the quick check is enough there
+        verified = verify_store(store, run_dir if saved else None, full=config.verify, progress=progress)
+    else:
+        verified = verify_store(store, run_dir, full=False)
+
+    model, report = _initialised_model(config, inputs, device, progress)
     objective.setup(store, partitions["train"], device)
     data = _train_data(config, store, partitions, in_chans, device)
 
@@ -207,6 +279,9 @@ def run(
     if dist.is_main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         config.save(run_dir / CONFIG_FILE)
+        record_identity(run_dir, identity)
+        if verified == "full":
+            record_verified(store, run_dir)
         write_status(run_dir, "running", run_id=config.run_id())
     barrier(dist)
     hooks: list[Callback] = []
@@ -227,27 +302,41 @@ def run(
         callbacks=hooks,
         checkpoint_metadata=metadata,
     )
-    return _train(config, trainer, progress, split_source=split_source, init_report=report.summary())
+    details = {
+        "split_source": inputs.split_source,
+        "init_report": report.summary(),
+        "leakage": inputs.leakage,
+    }
+    return _train(config, trainer, progress, **details)
 
 
 def _train(
-    config: RunConfig, trainer: Trainer, progress: Progress, *, split_source: str, init_report: str
+    config: RunConfig,
+    trainer: Trainer,
+    progress: Progress,
+    *,
+    split_source: str,
+    init_report: str,
+    leakage: dict[str, Any] | None,
 ) -> RunResult:
     """Fit (resuming when there is a resume state), test, and record; failures are written to
-    status.json, a non-finite loss keeps the last good weights."""
+    status.json ("interrupted" for Ctrl-C and SIGTERM, resumable), a non-finite loss keeps the last
+    good weights, a checkpoint that cannot be written (full disk) is one line."""
     run_dir, dist = trainer.checkpoints.dir.parent, trainer.dist
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     t_start = time.monotonic()
     try:
-        _set_determinism(config.deterministic, trainer.device)
-        resumed = trainer.restore()
-        if resumed:
-            progress.message(
-                f"resuming {run_dir} after {len(trainer.state.history)} epochs "
-                f"(phase {trainer.state.phase_index + 1} of {len(trainer.strategy.phases)})"
-            )
-        trainer.fit()
-        record = _finish(config, trainer, split_source, init_report, time.monotonic() - t_start)
+        with terminated_as_interrupt():
+            _set_determinism(config.deterministic, trainer.device)
+            resumed = trainer.restore()
+            if resumed:
+                progress.message(
+                    f"resuming {run_dir} after {len(trainer.state.history)} epochs "
+                    f"(phase {trainer.state.phase_index + 1} of {len(trainer.strategy.phases)})"
+                )
+            trainer.fit()
+            wall = time.monotonic() - t_start
+            record = _finish(config, trainer, split_source, init_report, wall, leakage=leakage)
     except NonFiniteLoss as exc:
         trainer.keep_last_good()
         message = f"{run_dir}: {exc}; the last good weights are in checkpoints/last.safetensors"
@@ -256,7 +345,11 @@ def _train(
         raise TrainingError(message, hint="lower the learning rate or check the inputs for NaN") from None
     except BaseException as exc:
         if dist.is_main:
-            write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+            with suppress(OSError):  # the disk may be what is full
+                write_status(run_dir, end_status(exc), error=f"{type(exc).__name__}: {exc}")
+        failure = write_failure(exc, run_dir)
+        if failure is not None:
+            raise failure from exc
         raise
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
@@ -302,7 +395,13 @@ def evaluate_partition(
 
 
 def _finish(
-    config: RunConfig, trainer: Trainer, split_source: str, init_report: str, wall: float
+    config: RunConfig,
+    trainer: Trainer,
+    split_source: str,
+    init_report: str,
+    wall: float,
+    *,
+    leakage: dict[str, Any] | None = None,
 ) -> RunMetrics:
     """Test with the best weights, write metrics.json and status.json (rank 0; the other processes
     read the record rank 0 wrote)."""
@@ -325,7 +424,7 @@ def _finish(
         predictions=run_dir / PREDICTIONS_FILE,
     )
     trainer.model.load_state_dict(last)
-    record = _record(config, trainer, split_source, init_report, wall, val=val, test=test)
+    record = _record(config, trainer, split_source, init_report, wall, val=val, test=test, leakage=leakage)
     record.save(run_dir / METRICS_FILE)
     write_status(run_dir, "completed", run_id=config.run_id())
     barrier(dist)
@@ -341,6 +440,7 @@ def _record(
     *,
     val: PartitionMetrics | None,
     test: PartitionMetrics | None,
+    leakage: dict[str, Any] | None = None,
 ) -> RunMetrics:
     state, objective, store = trainer.state, trainer.objective, trainer.data.store
     total_j = sum(p["energy_j"] for p in state.phases)
@@ -350,6 +450,7 @@ def _record(
         identity=store_identity(store.path),
         split=split_source,
         counts={k: len(v) for k, v in trainer.data.partitions.items()},
+        leakage=leakage,
     )
     return RunMetrics.model_validate(
         {

@@ -36,13 +36,16 @@ from medtl.engine import (
     RunMetrics,
     evaluate_loader,
     load_run,
+    record_verified,
     resolve_device,
     resolve_split,
+    verify_store,
     write_json,
 )
 from medtl.errors import ConfigError, InputError, StoreError, UnknownChoiceError, did_you_mean
 from medtl.evaluate.corruptions import SEVERITIES, get_corruption
 from medtl.evaluate.robustness import RobustnessResult, evaluate_robustness
+from medtl.io.paths import single_component
 from medtl.io.store import Store
 from medtl.metrics import bootstrap_metrics, classification_metrics
 from medtl.objectives.base import PartitionMetrics
@@ -276,6 +279,15 @@ def _eval_transform(loaded: LoadedRun, store: Store):
 # -- the entry point -----------------------------------------------------------------------------
 
 
+def evaluation_path(run_dir: Path, name: str) -> Path:
+    """``<run>/evaluation_<name>.json``; a name that is not one plain file name is a ConfigError."""
+    try:
+        single_component(name, "evaluation name (--name)")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return Path(run_dir) / f"evaluation_{name}.json"
+
+
 def _check_options(
     split: str | None,
     bootstrap: int,
@@ -358,19 +370,25 @@ def evaluate_run(
     num_workers: int | None = None,
     seed: int = 0,
     name: str | None = None,
+    verify: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> EvaluationResult:
     """Evaluate a run on a store (see the module docstring); writes ``evaluation_<name>.json``.
 
     ``split``: "train", "val", "test" or "all"; default "test" on the run's own store, "all" on an
     external one. ``tta``: None, "hflip" or "tencrop" (mean score over the views). ``bootstrap``:
-    resamples (by patient) of the 95% confidence intervals, 0 for none.
+    resamples (by patient) of the 95% confidence intervals, 0 for none. The store is verified first:
+    in full when ``verify`` or when the run has not verified this store before, else quickly.
     """
+    if name is not None:
+        evaluation_path(Path(run_dir), name)  # refuse a name that escapes the run before any work
     _check_options(split, bootstrap, robustness, corruptions, severities)
     loaded = load_run(run_dir, checkpoint)
     if tta is not None and tta not in loaded.objective.tta_modes:
         raise UnknownChoiceError("test-time augmentation", tta, loaded.objective.tta_modes)
     store = Store(store_path)
+    if verify_store(store, loaded.run_dir, full=verify, progress=progress) == "full":
+        record_verified(store, loaded.run_dir)
     if loaded.objective.kind == "segmentation":
         return _evaluate_segmentation_run(
             loaded,
@@ -448,9 +466,7 @@ def evaluate_run(
         dropped=dropped,
         robustness=robust,
     )
-    result.path = (
-        loaded.run_dir / f"evaluation_{name or evaluation_name(store.path, split, tta, checkpoint)}.json"
-    )
+    result.path = evaluation_path(loaded.run_dir, name or evaluation_name(store.path, split, tta, checkpoint))
     write_json(result.path, result.to_dict())
     return result
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from medtl.errors import ConfigError, did_you_mean
-from medtl.strategies.strategy import SELECTOR_KEYWORDS, StrategyPhase
+from medtl.strategies.strategy import SELECTOR_KEYWORDS, Strategy, StrategyPhase
 
 if TYPE_CHECKING:  # torch stays unimported until a model exists (fast `medtl strategies list`)
     from torch import nn
@@ -59,6 +59,17 @@ class ResolvedPhase:
             if trainable:
                 out.append(name if trainable == total else f"{name} (part)")
         return out
+
+
+def resolve_phases(model: GroupedModel, strategy: Strategy) -> list[ResolvedPhase]:
+    """Resolve every phase of ``strategy`` on ``model`` now (nothing changes), so a bad selector in a
+    late phase fails before any training; errors name the strategy file it came from."""
+    try:
+        return [resolve_phase(model, phase) for phase in strategy.phases]
+    except ConfigError as exc:
+        if strategy.source and not exc.message.startswith(strategy.source):
+            raise ConfigError(f"{strategy.source}: {exc.message}", hint=exc.hint) from None
+        raise
 
 
 def resolve_phase(model: GroupedModel, phase: StrategyPhase) -> ResolvedPhase:

@@ -12,6 +12,7 @@ import pytest
 from medtl.errors import InputError, OutputExistsError
 from medtl.io import nifti
 from medtl.io.converters.phantom import MODALITIES, NAME_MAPPING_COLUMNS, write_phantom_brats
+from tests.helpers import visible
 
 SHAPE = (32, 32, 16)
 
@@ -38,7 +39,7 @@ def test_brats_2020_layout(phantom):
     assert img.shape == SHAPE and img.get_data_dtype() == np.int16
     # Stored in BraTS' LPS-like voxel order, so readers must reorient.
     assert nib.aff2axcodes(img.affine) == ("L", "P", "S")
-    assert not [p for p in phantom.parent.iterdir() if p.name.startswith(".")]  # no partial left
+    assert visible(phantom.parent) == [phantom.name]  # no partial left
 
 
 def test_grades_differ_in_a_learnable_way(phantom):

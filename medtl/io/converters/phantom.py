@@ -13,15 +13,17 @@ quickstart's study), rather than every model scoring 1.0.
 from __future__ import annotations
 
 import csv
+import json
 import math
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from medtl.errors import InputError, OutputExistsError
+from medtl.errors import InputError
+from medtl.io.locks import exclusive
+from medtl.io.paths import PHANTOM, check_replaceable, replace_dir, write_errors
 from medtl.progress import NULL_PROGRESS, Progress
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
@@ -139,21 +141,42 @@ def write_phantom_brats(
     shape: Sequence[int] = (240, 240, 155),
     seed: int = 0,
     overwrite: bool = False,
+    wait: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> Path:
-    """Write a synthetic BraTS 2020-style dataset to ``out`` (atomically) and return it."""
+    """Write a synthetic BraTS 2020-style dataset to ``out`` (atomically) and return it.
+
+    ``overwrite`` replaces only an earlier phantom (it carries a ``.medtl-phantom.json`` marker) or
+    an empty directory, never a real dataset.
+    """
     out = Path(out)
     if subjects < 1:
         raise InputError(None, f"--subjects must be at least 1, got {subjects}")
     if len(shape) != 3 or min(shape) < 4:
         raise InputError(None, f"--shape needs three sizes of at least 4 voxels, got {tuple(shape)}")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(out)
-    tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    check_replaceable(out, PHANTOM, overwrite=overwrite)
+    with exclusive(out, wait=wait, what="phantom dataset"), write_errors(out):
+        check_replaceable(out, PHANTOM, overwrite=overwrite)
+        tmp = out.parent / f".{out.name}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            _write_subjects(tmp, subjects, shape, seed, progress)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (tmp / PHANTOM.marker).write_text(
+            json.dumps({"format": "medtl-phantom", "subjects": subjects, "shape": list(shape), "seed": seed})
+        )
+        replace_dir(tmp, out)
+    progress.message(f"{out}: {subjects} phantom subjects of shape {tuple(int(s) for s in shape)}")
+    return out
+
+
+def _write_subjects(tmp: Path, subjects: int, shape: Sequence[int], seed: int, progress: Progress) -> None:
     grades = phantom_grades(subjects, seed)
     task = progress.start("writing phantom BraTS", total=subjects)
+    completed = False
     try:
         rows = []
         for i, grade in enumerate(grades):
@@ -170,13 +193,6 @@ def write_phantom_brats(
             writer = csv.DictWriter(fh, NAME_MAPPING_COLUMNS, restval="NA")
             writer.writeheader()
             writer.writerows(rows)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        completed = True
     finally:
-        progress.end(task)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    progress.message(f"{out}: {subjects} phantom subjects of shape {tuple(int(s) for s in shape)}")
-    return out
+        progress.end(task, interrupted=not completed)

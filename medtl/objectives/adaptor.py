@@ -184,7 +184,7 @@ class AdaptorObjective(Objective):
         )
 
     # -- evaluation --------------------------------------------------------------------------------
-    def metric(self) -> RetrievalMetric:
+    def metric(self, *, final: bool = False) -> RetrievalMetric:
         return RetrievalMetric()
 
     def summarise(

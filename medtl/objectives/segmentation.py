@@ -88,6 +88,19 @@ class SegmentationMetric:
             out["brats_regions"] = {k: v for k, v in regions.items() if k != "num_samples"}
         return out
 
+    def per_sample(self) -> dict[str, np.ndarray]:
+        """Per-image arrays for ``predictions_test.npz`` (paired tests in ``medtl report``), in the
+        order the samples were added: ``score`` is the image's Dice averaged over the classes where
+        it is defined (NaN when it is defined for none, under the ``empty`` policy), as the
+        report's ``dice`` resamples it; ``dice_per_class`` and ``iou_per_class`` are (N, C)."""
+        per_image = self.classes.per_image()
+        dice, iou = per_image["dice"], per_image["iou"]
+        defined = np.isfinite(dice)
+        score = np.full(len(dice), np.nan)
+        rows = defined.any(axis=1)
+        score[rows] = np.where(defined, dice, 0.0)[rows].sum(axis=1) / defined[rows].sum(axis=1)
+        return {"score": score, "dice_per_class": dice, "iou_per_class": iou}
+
     def bootstrap(self, groups: np.ndarray | None, *, n: int, seed: int) -> dict[str, Any]:
         ci = self.classes.bootstrap(groups, n=n, seed=seed)
         per_class = ci.pop("dice_per_class")

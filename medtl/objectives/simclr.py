@@ -240,7 +240,7 @@ class SimCLR(Objective):
         return nt_xent(z1, outputs["z2"], self.config.temperature, gather=self.config.gather)
 
     # -- evaluation --------------------------------------------------------------------------------
-    def metric(self) -> SimCLRMetric:
+    def metric(self, *, final: bool = False) -> SimCLRMetric:
         return SimCLRMetric(self.knn_task, self.num_classes, self.config.knn_k, self.config.knn_temperature)
 
     def summarise(

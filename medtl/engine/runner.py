@@ -25,7 +25,7 @@ from medtl.engine.callbacks import Callback, ProgressCallback, TensorBoardCallba
 from medtl.engine.distributed import DistInfo, EpochSampler, barrier, init_distributed
 from medtl.engine.energy import kwh
 from medtl.engine.evaluation import evaluate_loader
-from medtl.engine.inputs import LoaderSettings, TrainData, batches
+from medtl.engine.inputs import LoaderSettings, TrainData, batches, reference_inputs
 from medtl.engine.predictions import PREDICTIONS_FILE, per_sample, write_predictions
 from medtl.engine.record import METRICS_FILE, DataRecord, RunMetrics
 from medtl.engine.run_config import CONFIG_FILE, RunConfig
@@ -291,7 +291,12 @@ def evaluate_partition(
     settings = LoaderSettings(config.batch_size, config.num_workers, trainer.device.type == "cuda")
     dataset = objective.dataset(data.store, idx, data.eval_transform)
     loader = batches(dataset, EpochSampler(len(idx), shuffle=False), settings, train=False)
-    result = evaluate_loader(objective, trainer.model, loader, precision=trainer.precision, final=True)
+    reference = reference_inputs(
+        objective, trainer.model, data, epoch=None, settings=settings, precision=trainer.precision
+    )
+    result = evaluate_loader(
+        objective, trainer.model, loader, precision=trainer.precision, final=True, reference=reference
+    )
     objective.write_outputs(result.metric, trainer.checkpoints.dir.parent, name)
     groups = data.store.patient_ids[idx]
     if predictions is not None:

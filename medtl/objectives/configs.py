@@ -161,6 +161,12 @@ class SimCLRConfig(ObjectiveSettings):
     mixture_seed: int = Field(0, description="seed of the mixture's draw")
     knn_k: int = Field(20, ge=1, description="neighbours of the k-NN monitor")
     knn_temperature: float = Field(0.07, gt=0, description="temperature of the k-NN votes")
+    knn_every: int = Field(
+        5, ge=1, description="k-NN monitor every this many epochs (and in the final evaluation)"
+    )
+    knn_bank: int | None = Field(
+        10_000, ge=1, description="labelled training images in the k-NN bank (a seeded subset; None: all)"
+    )
     monitor: str = Field(
         "loss", description="loss, or a k-NN metric of a labelled store (knn_accuracy, knn_auroc)"
     )

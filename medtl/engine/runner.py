@@ -151,6 +151,17 @@ def _in_chans(config: RunConfig, store: Store) -> int:
     return in_chans
 
 
+def _check_input_normalise(config: RunConfig, model: torch.nn.Module) -> None:
+    """A model with a frozen part fitted to inputs of one normalisation (an Adaptor trained on
+    embeddings of images normalised so) must see images normalised the same way."""
+    expected = getattr(model, "input_normalise", None)
+    if expected is not None and expected != config.normalise:
+        raise ConfigError(
+            f"{config.init}: its frozen encoder's features were made from images normalised "
+            f"'{expected}'; this run normalises '{config.normalise}' (use --normalise {expected})"
+        )
+
+
 def _train_data(
     config: RunConfig, store: Store, partitions: dict[str, np.ndarray], in_chans: int, device: torch.device
 ) -> TrainData:
@@ -196,7 +207,9 @@ def run(
         module=strategy.module,
         truncate=strategy.truncate,
         image_size=config.image_size or int(store.shape[-1]),
+        init=config.init,
     )
+    _check_input_normalise(config, model)
     report = load_init(model, config.init, allow_partial=config.allow_partial, weights_dir=config.weights_dir)
     progress.message(report.summary())
     model.to(device)

@@ -172,8 +172,11 @@ class Trainer:
         resuming = s.phase_index == index and s.epoch >= 0
         if not resuming:
             s.begin_phase(index)
-        self.model.train()
         resolved = apply_phase(self.model, spec)
+        # Train mode after requires_grad: a module whose mode follows its trainability (a frozen
+        # Adaptor stays in eval mode) sees this phase's, so its features can be cached.
+        self.model.train()
+        apply_bn_policy(self.model, resolved)
         t0 = time.monotonic()
         self.meter.segment()
         if not resuming:

@@ -8,6 +8,12 @@ then the text by cross-attention with the updated image; one layer serves both m
 the original. Without text (downstream use) the image passes the same layers with self-attention.
 The outputs are L2-normalised; the loss is CLIP's InfoNCE with a learnable logit scale.
 
+Downstream (``--strategy adaptor --init ADAPTOR_RUN``), ``AdaptorImagePath`` is the image path
+alone — the projection and the layers with self-attention, what ``Adaptor.encode_image`` computes —
+between a frozen encoder's pooled features and a new head (``adaptor_head``) or a U-Net's bottleneck;
+``adaptor_run`` reads a finished Adaptor run: the module, its spec and the vision encoder its
+embeddings came from.
+
 The original's trap: attention over (B, D) input. Every sample here is its own sequence of ONE token
 (B, 1, D) with ``batch_first=True``; a (B, D) tensor handed to a sequence-first attention is one
 sequence of B tokens, and every sample attends to the others. (With one token the attention weight
@@ -16,17 +22,27 @@ is 1: the update is the other modality's value projection, which is what the lay
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medtl.errors import ConfigError
+from medtl.errors import CheckpointError, ConfigError
 from medtl.models.contrastive import CLIP_LOGIT_SCALE_INIT, clip_loss
 
 ADAPTOR_DIM = 768
 IMAGE_LOSS_WEIGHT = 0.75
+# What an Adaptor run exports (medtl.pretrain.adaptor): the module, and the frozen vision encoder
+# its image embeddings came from.
+ADAPTOR_FILE, ENCODER_FILE = "export/adaptor.safetensors", "export/backbone.safetensors"
+# The Adaptor's spec keys that shape its image path, and the Adaptor's defaults for them.
+IMAGE_PATH_KEYS = ("vision_dim", "dim", "layers", "heads", "feedforward", "dropout")
+IMAGE_PATH_DEFAULTS = {"dim": ADAPTOR_DIM, "layers": 2, "heads": 12, "feedforward": 2048, "dropout": 0.1}
 
 
 class AdaptorLayer(nn.Module):
@@ -109,10 +125,7 @@ class Adaptor(nn.Module):
     def encode_image(self, image: Tensor) -> Tensor:
         """The image path alone (downstream tasks): projection, the layers with self-attention."""
         self._check(image, self.vision_dim, "vision")
-        img = F.normalize(self.vision_projection(image), dim=-1).unsqueeze(1)
-        for layer in self.layers:
-            img = layer(img)
-        return F.normalize(img[:, 0], dim=-1)
+        return _image_path(self.vision_projection, self.layers, image)
 
     # -- what strategies address --------------------------------------------------------------------
     def groups(self) -> dict[str, list[str]]:
@@ -132,6 +145,171 @@ class Adaptor(nn.Module):
         """CLIP InfoNCE of the fused embeddings, image and caption terms weighted 0.75 / 0.25."""
         img, txt = self(image, text)
         return clip_loss(img, txt, self.logit_scale, image_weight=self.image_loss_weight)
+
+
+def _image_path(projection: nn.Linear, layers: Sequence[AdaptorLayer], image: Tensor) -> Tensor:
+    img = F.normalize(projection(image), dim=-1).unsqueeze(1)  # B sequences of one token
+    for layer in layers:
+        img = layer(img)
+    return F.normalize(img[:, 0], dim=-1)
+
+
+class AdaptorImagePath(nn.Module):
+    """A pretrained Adaptor's image path on pooled features (B, vision_dim) -> (B, dim), L2-normalised:
+    the same parameters under the same names as the Adaptor's (``vision_projection``, ``layers``).
+
+    Frozen (no parameter requires grad) it stays in eval mode whatever ``train()`` asks, as the
+    Adaptor study held it: its dropout would otherwise make a frozen feature extractor random, and
+    its features could not be cached for a head-only phase.
+    """
+
+    takes = "pooled"  # what it reads from a backbone (a CDTM reads tokens)
+
+    def __init__(
+        self, vision_dim: int, *, dim: int, layers: int, heads: int, feedforward: int, dropout: float
+    ) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"adaptor width {dim} is not divisible by its {heads} attention heads")
+        self.vision_dim, self.out_features = vision_dim, dim
+        self.vision_projection = nn.Linear(vision_dim, dim, bias=False)
+        self.layers = nn.ModuleList(AdaptorLayer(dim, heads, feedforward, dropout) for _ in range(layers))
+        self.spec = {"vision_dim": vision_dim, "dim": dim, "layers": layers, "heads": heads,
+                     "feedforward": feedforward, "dropout": dropout}  # fmt: skip
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> AdaptorImagePath:
+        missing = [k for k in IMAGE_PATH_KEYS if k not in spec]
+        if missing:
+            raise ConfigError(f"an Adaptor spec needs {', '.join(missing)}")
+        return cls(int(spec["vision_dim"]), **{k: spec[k] for k in IMAGE_PATH_KEYS[1:]})
+
+    def load_adaptor(self, state_dict: Mapping[str, Tensor], source: str | Path) -> list[str]:
+        """Fill from an Adaptor's state dict (its text path and logit scale are left out); returns
+        the names loaded. Every image-path tensor must be there with its shape."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        wrong = [k for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+        if missing or wrong:
+            raise CheckpointError(
+                source, f"not this Adaptor's image path ({len(missing)} tensors missing, {len(wrong)} "
+                f"of another shape; first: {(missing + wrong)[0]})",
+            )  # fmt: skip
+        self.load_state_dict({k: state_dict[k] for k in own})
+        return list(own)
+
+    def train(self, mode: bool = True) -> AdaptorImagePath:
+        return super().train(mode and any(p.requires_grad for p in self.parameters()))
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        if pooled.ndim != 2 or pooled.shape[1] != self.vision_dim:
+            raise ConfigError(
+                f"the Adaptor takes vision embeddings of size {self.vision_dim}, got {tuple(pooled.shape)}"
+            )
+        return _image_path(self.vision_projection, self.layers, pooled)
+
+
+@dataclass(frozen=True)
+class AdaptorRun:
+    """A finished Adaptor run as downstream models use it: the module's ``spec`` (with ``vision``,
+    the encoder that made its image embeddings, and ``text``), its weights, the vision encoder's
+    exported backbone (None when its embeddings kept none)."""
+
+    run_dir: Path
+    spec: dict[str, Any]
+    state_dict: dict[str, Tensor]
+    encoder: Path | None
+
+    @property
+    def vision(self) -> dict[str, Any]:
+        vision = self.spec.get("vision")
+        return vision if isinstance(vision, dict) else {}
+
+    def image_path(self) -> AdaptorImagePath:
+        """The image path with the run's weights."""
+        path = AdaptorImagePath.from_spec(self.spec)
+        path.load_adaptor(self.state_dict, self.run_dir / ADAPTOR_FILE)
+        return path
+
+    def check_encoder(self, backbone: Any, *, needs: str) -> Path:
+        """The exported vision encoder, refusing a run without one and a ``backbone`` other than the
+        one its embeddings came from; ``needs`` says what for (a message part)."""
+        vision = self.vision
+        if self.encoder is None:
+            made = vision.get("run") or vision.get("backbone") or "an unknown model"
+            raise CheckpointError(
+                self.run_dir,
+                f"the Adaptor has no vision encoder ({ENCODER_FILE} missing: its embeddings, from "
+                f"{made}, kept none); {needs}",
+                hint="extract the embeddings again with `medtl extract` from a backbone, then pretrain",
+            )
+        encoder_spec = _metadata(self.encoder).get("spec") or {}
+        name, chans = encoder_spec.get("backbone"), encoder_spec.get("in_chans")
+        if name != backbone.name:
+            raise ConfigError(
+                f"{self.run_dir}: the Adaptor was trained on image embeddings of '{name}'; this run's "
+                f"backbone is '{backbone.name}' (use --backbone {name})"
+            )
+        if chans is not None and int(chans) != backbone.in_chans:
+            raise ConfigError(
+                f"{self.run_dir}: the Adaptor's vision encoder takes {chans}-channel images; this run's "
+                f"backbone takes {backbone.in_chans} (--in-chans {chans})"
+            )
+        if int(self.spec.get("vision_dim", -1)) != backbone.num_features:
+            raise ConfigError(
+                f"{self.run_dir}: the Adaptor reads {self.spec.get('vision_dim')}-wide image embeddings; "
+                f"'{backbone.name}' pools {backbone.num_features} features"
+            )
+        return self.encoder
+
+    def install(self, model: nn.Module, *, needs: str) -> None:
+        """Fill ``model.module`` (an ``AdaptorImagePath`` built from ``spec``) with the Adaptor's
+        weights, after checking ``model.backbone`` against its vision encoder. The model records
+        ``pretrained_parts`` (the load report names them) and ``input_normalise``, the
+        normalisation its encoder's embeddings were made with (a run must use the same)."""
+        self.check_encoder(model.backbone, needs=needs)
+        model.module.load_adaptor(self.state_dict, self.run_dir / ADAPTOR_FILE)
+        model.pretrained_parts = {"module": str(self.run_dir / ADAPTOR_FILE)}
+        model.input_normalise = self.vision.get("normalise")
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    from medtl.models.checkpoints import read_checkpoint
+
+    _, raw = read_checkpoint(path)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def adaptor_run(init: str | Path) -> AdaptorRun:
+    """The finished Adaptor run ``init`` names (its directory), for the ``adaptor`` strategy."""
+    from medtl.models.checkpoints import read_checkpoint, run_weights
+
+    run_dir = Path(str(init))
+    if not (run_dir / "config.toml").is_file():
+        raise ConfigError(
+            f"the adaptor strategy puts a pretrained Adaptor between the frozen encoder and the head: "
+            f"--init must name a finished `medtl pretrain adaptor` run's directory, got '{init}'"
+        )
+    run_weights(run_dir)  # a run that has not finished is refused
+    module = run_dir / ADAPTOR_FILE
+    if not module.is_file():
+        raise CheckpointError(
+            run_dir, f"not an Adaptor run ({ADAPTOR_FILE} missing); the adaptor strategy needs one",
+            hint="pretrain one with `medtl pretrain adaptor --embeddings DIR`",
+        )  # fmt: skip
+    state_dict, _ = read_checkpoint(module)
+    meta = _metadata(module)
+    spec = meta.get("spec")
+    if meta.get("format") != "medtl-adaptor" or not isinstance(spec, dict):
+        raise CheckpointError(module, "not an exported Adaptor (format medtl-adaptor with its spec)")
+    encoder = run_dir / ENCODER_FILE
+    return AdaptorRun(run_dir.resolve(), spec, dict(state_dict), encoder if encoder.is_file() else None)
 
 
 def adaptor_head(

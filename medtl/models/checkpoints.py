@@ -76,6 +76,8 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     new: list[str] = field(default_factory=list)
+    # Parts the model was built with pretrained (an Adaptor's image path): part -> source.
+    pretrained: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         if self.format == "random":
@@ -90,6 +92,7 @@ class LoadReport:
         new_parts = sorted({n.split(".")[0] for n in self.new})
         if new_parts:
             parts.append("new: " + ", ".join(new_parts))
+        parts += [f"{part} from {source}" for part, source in self.pretrained.items()]
         lines = ["; ".join(parts)]
         for label, names in (
             ("missing", self.missing),
@@ -336,7 +339,13 @@ def _load_backbone(
         )
     backbone.model.load_state_dict(to_load, strict=False)
     report.loaded = [BACKBONE_KEY + k for k in to_load]
-    report.new = [n for n, _ in model.named_parameters() if not n.startswith("backbone.")]
+    pretrained: dict[str, str] = dict(getattr(model, "pretrained_parts", {}))
+    report.pretrained = pretrained
+    report.new = [
+        n
+        for n, _ in model.named_parameters()
+        if not n.startswith("backbone.") and n.split(".")[0] not in pretrained
+    ]
     return report
 
 

@@ -182,8 +182,11 @@ class Objective(ABC):
         module: str | None,
         truncate: int | None,
         image_size: int | None,
+        init: str = "random",
     ) -> nn.Module:
-        """A randomly initialised grouped model for the checked store (``load_init`` fills it)."""
+        """A randomly initialised grouped model for the checked store (``load_init`` then fills it
+        from ``init``). An architecture with pretrained parts besides the backbone (``module =
+        "adaptor"``: an Adaptor run's image path) reads and loads them from ``init`` here."""
 
     @abstractmethod
     def model_metadata(self) -> dict[str, str]:

@@ -176,6 +176,7 @@ class SimCLR(Objective):
         module: str | None,
         truncate: int | None,
         image_size: int | None,
+        init: str = "random",
     ) -> SimCLRNetwork:
         if module is not None:
             raise ConfigError(

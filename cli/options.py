@@ -31,7 +31,9 @@ DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="pixel dtype in
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda")]
 BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", help="samples per step")]
 BackboneOpt = Annotated[str, typer.Option("--backbone", help="backbone name (`medtl models list`)")]
-InitOpt = Annotated[str, typer.Option("--init", help="random | imagenet | path to a checkpoint")]
+InitOpt = Annotated[
+    str, typer.Option("--init", help="random | imagenet | a checkpoint file | a finished run's directory")
+]
 AllowPartialOpt = Annotated[bool, typer.Option("--allow-partial", help="go on with backbone weights missing")]
 MinLoadedFractionOpt = Annotated[
     Optional[float],

@@ -40,6 +40,9 @@ BlurOpt = Annotated[bool, typer.Option("--blur", help="add Gaussian blur (the st
 LocalOpt = Annotated[bool, typer.Option("--local-negatives", help="negatives of this rank only (DDP)")]
 MonitorOpt = Annotated[Optional[str], typer.Option("--monitor", help="loss | knn_accuracy | knn_auroc | ...")]
 PatienceOpt = Annotated[Optional[int], typer.Option("--patience", help="early stopping patience in epochs")]
+KnnEveryOpt = Annotated[
+    Optional[int], typer.Option("--knn-every", help="k-NN monitor every N epochs (default 5; and at the end)")
+]
 WarmupOpt = Annotated[Optional[float], typer.Option("--warmup", help="warmup epochs")]
 EmbeddingsOpt = Annotated[Path, typer.Option("--embeddings", help="directory of `medtl extract --reports`")]
 
@@ -67,6 +70,7 @@ def simclr(
     blur: BlurOpt = False,
     local_negatives: LocalOpt = False,
     monitor: MonitorOpt = None,
+    knn_every: KnnEveryOpt = None,
     patience: PatienceOpt = None,
     workers: WorkersOpt = None,
     seed: SeedOpt = None,
@@ -86,6 +90,7 @@ def simclr(
         "blur": blur or None,
         "gather": False if local_negatives else None,
         "monitor": monitor,
+        "knn_every": knn_every,
     }
     base = _run_options(
         {"batch_size": batch_size, "workers": workers, "seed": seed, "device": device, "out": out}

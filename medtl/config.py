@@ -26,6 +26,19 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+
+class ByContent:
+    """Field metadata, ``Annotated[Path, BY_CONTENT]``: the field names a file or directory (a store,
+    a split or strategy file, a checkpoint or run directory, cached embeddings) that a run id holds
+    by its *content*, not by where it lies; ``medtl.engine.run_config`` resolves every such field,
+    in a RunConfig and in its objective's section, the same way."""
+
+    def __repr__(self) -> str:
+        return "BY_CONTENT"
+
+
+BY_CONTENT = ByContent()
+
 ENV_PREFIX = "MEDTL_"
 ENV_DELIMITER = "__"
 DEFAULT_CONFIG_FILE = "medtl.toml"

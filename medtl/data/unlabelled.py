@@ -7,8 +7,9 @@ three), so a batch is one tensor that the device augmentation crops to the view 
 
 Weights decide how often each store is drawn: ``mixture_order`` gives an epoch's sample order in
 which store ``s`` makes up ``w_s / sum(w)`` of the draws (rows of a store drawn without replacement
-while it lasts, then again from a fresh permutation), deterministic in the seed (per epoch), so a
-resumed run draws the same images.
+while it lasts, then again from a fresh permutation), deterministic in the seed. The trainer calls
+``set_epoch(seed)`` with each epoch's seed before its batches are drawn, so every epoch draws the
+mixture anew (other images of the larger stores) and a resumed run draws the same images.
 """
 
 from __future__ import annotations
@@ -139,10 +140,15 @@ class UnlabelledImages(Dataset):
         self.with_labels = with_labels
         self._stores: list[Store] | None = stores
         self._pid = os.getpid()
-        self.set_epoch_seed(seed)
+        self.seed = seed
+        self._draw(seed)
 
-    def set_epoch_seed(self, seed: int) -> None:
-        """Draw the mixture for an epoch (a single store without weights keeps its natural order)."""
+    def set_epoch(self, epoch_seed: int) -> None:
+        """Draw the mixture of an epoch from the dataset's seed and the epoch's (the engine calls
+        this before every training epoch; a single store without weights keeps its natural order)."""
+        self._draw(int(np.random.SeedSequence([self.seed, epoch_seed]).generate_state(1)[0]))
+
+    def _draw(self, seed: int) -> None:
         sizes = [len(r) for r in self.rows]
         if len(self.sources) == 1 and self.length == sizes[0]:
             self.order = np.stack([np.zeros(sizes[0], np.int64), np.arange(sizes[0])], axis=1)

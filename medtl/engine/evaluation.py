@@ -36,17 +36,21 @@ def evaluate_loader(
     tta: str | None = None,
     with_loss: bool = True,
     final: bool = False,
+    reference: dict[str, torch.Tensor] | None = None,
 ) -> Evaluated:
     """Run ``module`` (in eval mode, modes restored after) on every batch dict of ``loader``.
 
     ``precision`` (device, AMP, memory format) defaults to plain float32 on ``device``; ``tta``
     averages the objective's test-time augmented views; ``with_loss`` False skips the loss (TTA
     outputs are probabilities, which have none); ``final`` asks the objective for the metric of a
-    final evaluation (``Objective.metric``).
+    final evaluation (``Objective.metric``); ``reference`` the cached inputs of the objective's
+    reference items, handed to the metric (``use_reference``) before the first batch.
     """
     precision = precision or Precision(torch.device(device))
     module.to(precision.device)
     metric = objective.metric(final=final)
+    if reference is not None:
+        metric.use_reference(reference)  # type: ignore[attr-defined]
     total, count = 0.0, 0
     with eval_mode(module):
         for batch in loader:

@@ -58,6 +58,16 @@ class PhaseInputs:
     module: nn.Module  # what trains: the model or its cached head, DDP-wrapped / compiled
     evaluated: nn.Module  # what validation runs (the same, unwrapped)
     cached: bool
+    train_dataset: Dataset | None = None  # behind ``train``; told each epoch's seed (``start_epoch``)
+
+    def start_epoch(self, seed: int) -> None:
+        """Before an epoch's batches are drawn: the sampler's order, and the training dataset's own
+        per-epoch draw when it has one (``set_epoch(seed)``, as a store mixture redraws its images;
+        the loader's workers are started per epoch, so they see the new draw)."""
+        self.sampler.set_seed(seed)
+        set_epoch = getattr(self.train_dataset, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(seed)
 
 
 class CachedInputs(Dataset):
@@ -111,6 +121,24 @@ def batches(dataset: Dataset, sampler: Sampler, settings: LoaderSettings, *, tra
         drop_last=drop_last,
         worker_init_fn=seed_worker if settings.num_workers else None,
     )
+
+
+def reference_inputs(
+    objective: Objective,
+    model: nn.Module,
+    data: TrainData,
+    *,
+    epoch: int | None,
+    settings: LoaderSettings,
+    precision: Precision,
+) -> dict[str, torch.Tensor] | None:
+    """The cached ``head_input`` of the objective's reference items for an evaluation (None when it
+    has none), computed with the model as it is now, in eval mode."""
+    dataset = objective.reference(data.store, data.eval_transform, epoch=epoch)
+    if dataset is None:
+        return None
+    loader = batches(dataset, torch.utils.data.SequentialSampler(dataset), settings, train=False)
+    return cache_inputs(model, lambda b: objective.head_input(model, b), loader, precision=precision)
 
 
 def features_are_fixed(model: nn.Module, head: nn.Module) -> bool:
@@ -183,4 +211,5 @@ def phase_inputs(
         module=wrapped,
         evaluated=trained,
         cached=head is not None,
+        train_dataset=datasets["train"],
     )

@@ -2,9 +2,13 @@
 
 ``medtl finetune`` builds one from flags, a sweep builds many, a SLURM job receives one. The run id
 is a short hash of the fields that change results (not of worker counts or output folders), and of
-the *content* of the files it names (store, split, checkpoint, strategy), not of where they lie: the
-same config has the same id on a laptop and on a cluster, and running the same command again finds
-the same run directory and resumes it. ``config.toml`` records the absolute paths.
+the *content* of the files and directories it names, not of where they lie: every field marked
+``BY_CONTENT`` (``medtl.config``) — here ``data``, ``split``, ``init``, ``strategy``; in objective
+sections e.g. SimCLR's extra ``stores`` and the Adaptor's ``embeddings`` — is replaced by
+``content_identity`` of what it names (a store's checksums, an embeddings directory's checksums, a
+run directory's weights, a file's bytes). The same config has the same id on a laptop and on a
+cluster, and running the same command again finds the same run directory and resumes it.
+``config.toml`` records the absolute paths.
 
 The ``[objective]`` section is the objective's own config (``medtl.objectives.configs``), chosen by
 its ``kind``; without a kind, the store's kind picks it.
@@ -18,13 +22,16 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
-from medtl.config import TrainSettings
+from medtl.config import BY_CONTENT, ByContent, TrainSettings
 from medtl.errors import ConfigError, InputError, StoreError, did_you_mean
+from medtl.io.embeddings import META_FILE as EMBEDDINGS_META
+from medtl.io.embeddings import embeddings_identity
 from medtl.io.paths import single_component
 from medtl.io.store import store_identity
 from medtl.objectives import ObjectiveConfig, config_class, objective_kinds
@@ -85,6 +92,64 @@ def data_identity(path: str | Path) -> str:
         return f"path:{path}"
 
 
+# What ``--init RUN_DIR`` loads from a finished run: its exports, else its best weights.
+RUN_EXPORTS, RUN_BEST = "export", "checkpoints/best.safetensors"
+
+
+def run_identity(run_dir: Path) -> str:
+    """A run directory by the weights it hands on: the sha256 of its exported files (backbone,
+    Adaptor, projector), or of its best checkpoint when it exported nothing."""
+    exports = run_dir / RUN_EXPORTS
+    files = sorted(exports.glob("*.safetensors")) if exports.is_dir() else []
+    files = files or [run_dir / RUN_BEST]
+    contents = {str(f.relative_to(run_dir)): file_identity(f) for f in files}
+    canonical = json.dumps(contents, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def content_identity(value: str | Path) -> str:
+    """What a path-valued field names, by content, whatever directory it lies in: a store (its
+    manifest's checksums), cached embeddings (their checksums), a run directory (``run_identity``),
+    a file (its bytes); a built-in name ('imagenet', 'DA_L1SB') is itself, and a path that cannot
+    be read its path (the run then fails with that path's own error)."""
+    text = str(value)
+    if not _names_a_file(text):
+        return text
+    path = Path(text)
+    if (path / "manifest.json").is_file():
+        return data_identity(path)
+    try:
+        if (path / EMBEDDINGS_META).is_file():
+            return "embeddings:" + embeddings_identity(path)
+    except InputError:
+        return f"path:{path}"
+    if (path / CONFIG_FILE).is_file():
+        return "run:" + run_identity(path)
+    return file_identity(path)
+
+
+def by_content(info: FieldInfo) -> bool:
+    return any(isinstance(m, ByContent) for m in info.metadata)
+
+
+def _identified(value: Any) -> Any:
+    """``content_identity`` of a field's path(s): one path, a list of them, or a {path: weight} mixture."""
+    if isinstance(value, dict):
+        return {content_identity(k): v for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [content_identity(v) for v in value]
+    return None if value is None else content_identity(value)
+
+
+def content_fields(model: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
+    """``dumped`` (the model's JSON dump) with every ``BY_CONTENT`` field by content."""
+    out = dict(dumped)
+    for name, info in type(model).model_fields.items():
+        if name in out and by_content(info):
+            out[name] = _identified(out[name])
+    return out
+
+
 def _store_task(data: Any) -> str | None:
     """The manifest's task of the store at ``data`` (None when there is none to read)."""
     try:
@@ -100,11 +165,11 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
     # -- data ------------------------------------------------------------------------------
-    data: Path = Field(description="prepared store directory")
+    data: Annotated[Path, BY_CONTENT] = Field(description="prepared store directory")
     objective: ObjectiveConfig = Field(
         description="what the run learns: [objective] kind and its settings (default: by the store's kind)"
     )
-    split: Path | None = Field(
+    split: Annotated[Path | None, BY_CONTENT] = Field(
         None, description="split file (default: the store's default split file, else a seeded 70/10/20 split)"
     )
     fraction: float = Field(
@@ -112,7 +177,9 @@ class RunConfig(BaseModel):
     )
     # -- model -----------------------------------------------------------------------------
     backbone: str = Field("resnet50", description="backbone name (see `medtl models list`)")
-    init: str = Field("imagenet", description="random | imagenet | path to a checkpoint")
+    init: Annotated[str, BY_CONTENT] = Field(
+        "imagenet", description="random | imagenet | path to a checkpoint or a finished run's directory"
+    )
     allow_partial: bool = Field(
         False, description="go on when backbone weights are missing from the checkpoint"
     )
@@ -123,7 +190,9 @@ class RunConfig(BaseModel):
         description="with allow_partial, the least share of the backbone's weights that must load (0: any)",
     )
     in_chans: int | None = Field(None, ge=1, description="model input channels (default: the store's)")
-    strategy: str = Field("linear", description="built-in strategy name or a strategy TOML file")
+    strategy: Annotated[str, BY_CONTENT] = Field(
+        "linear", description="built-in strategy name or a strategy TOML file"
+    )
     lr: float | None = Field(
         None, gt=0, description="first phase's learning rate; later phases keep their ratio to it"
     )
@@ -221,14 +290,10 @@ class RunConfig(BaseModel):
         return self.model_dump(mode="json", exclude=set(NON_RESULT_FIELDS))
 
     def identity(self) -> dict[str, Any]:
-        """``result_fields`` with every file named by its content instead of its location."""
-        fields = self.result_fields()
-        fields["data"] = data_identity(self.data)
-        if self.split is not None:
-            fields["split"] = file_identity(self.split)
-        for name in ("init", "strategy"):
-            if _names_a_file(fields[name]):
-                fields[name] = file_identity(fields[name])
+        """``result_fields`` with every ``BY_CONTENT`` field (the objective section's too) named by
+        the content of what it names instead of its location."""
+        fields = content_fields(self, self.result_fields())
+        fields["objective"] = content_fields(self.objective, fields["objective"])
         return fields
 
     def run_id(self) -> str:

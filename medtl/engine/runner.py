@@ -38,7 +38,7 @@ from medtl.engine.guards import (
     verify_store,
     write_failure,
 )
-from medtl.engine.inputs import LoaderSettings, TrainData, batches
+from medtl.engine.inputs import LoaderSettings, TrainData, batches, reference_inputs
 from medtl.engine.predictions import PREDICTIONS_FILE, per_sample, write_predictions
 from medtl.engine.record import METRICS_FILE, DataRecord, RunMetrics
 from medtl.engine.run_config import CONFIG_FILE, RunConfig
@@ -165,6 +165,17 @@ def _in_chans(config: RunConfig, store: Store) -> int:
     return in_chans
 
 
+def _check_input_normalise(config: RunConfig, model: torch.nn.Module) -> None:
+    """A model with a frozen part fitted to inputs of one normalisation (an Adaptor trained on
+    embeddings of images normalised so) must see images normalised the same way."""
+    expected = getattr(model, "input_normalise", None)
+    if expected is not None and expected != config.normalise:
+        raise ConfigError(
+            f"{config.init}: its frozen encoder's features were made from images normalised "
+            f"'{expected}'; this run normalises '{config.normalise}' (use --normalise {expected})"
+        )
+
+
 def _train_data(
     config: RunConfig, store: Store, partitions: dict[str, np.ndarray], in_chans: int, device: torch.device
 ) -> TrainData:
@@ -234,8 +245,10 @@ def _initialised_model(
         module=inputs.strategy.module,
         truncate=inputs.strategy.truncate,
         image_size=config.image_size or int(inputs.store.shape[-1]),
+        init=config.init,
     )
     check_phases(model, inputs.strategy)
+    _check_input_normalise(config, model)
     report = load_init(
         model,
         config.init,
@@ -384,7 +397,12 @@ def evaluate_partition(
     settings = LoaderSettings(config.batch_size, config.num_workers, trainer.device.type == "cuda")
     dataset = objective.dataset(data.store, idx, data.eval_transform)
     loader = batches(dataset, EpochSampler(len(idx), shuffle=False), settings, train=False)
-    result = evaluate_loader(objective, trainer.model, loader, precision=trainer.precision, final=True)
+    reference = reference_inputs(
+        objective, trainer.model, data, epoch=None, settings=settings, precision=trainer.precision
+    )
+    result = evaluate_loader(
+        objective, trainer.model, loader, precision=trainer.precision, final=True, reference=reference
+    )
     objective.write_outputs(result.metric, trainer.checkpoints.dir.parent, name)
     groups = data.store.patient_ids[idx]
     if predictions is not None:

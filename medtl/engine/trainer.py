@@ -26,7 +26,14 @@ from medtl.engine.checkpointing import Checkpointer
 from medtl.engine.distributed import DistInfo, all_reduce_sum, barrier
 from medtl.engine.energy import EnergyMeter, kwh
 from medtl.engine.evaluation import evaluate_loader
-from medtl.engine.inputs import LoaderSettings, PhaseInputs, TrainData, cacheable_head, phase_inputs
+from medtl.engine.inputs import (
+    LoaderSettings,
+    PhaseInputs,
+    TrainData,
+    cacheable_head,
+    phase_inputs,
+    reference_inputs,
+)
 from medtl.engine.optim import PhaseSchedule, build_optimizer
 from medtl.engine.run_config import RunConfig
 from medtl.engine.runtime import Precision, cpu_threads
@@ -100,6 +107,11 @@ class Trainer:
     def has_val(self) -> bool:
         return len(self.data.partitions["val"]) > 0
 
+    @property
+    def loader_settings(self) -> LoaderSettings:
+        c = self.config
+        return LoaderSettings(c.batch_size, c.num_workers, pin_memory=self.device.type == "cuda")
+
     # -- resume ------------------------------------------------------------------------------------
     def restore(self) -> bool:
         """Load the resume state when there is one; returns whether the run resumes."""
@@ -160,8 +172,11 @@ class Trainer:
         resuming = s.phase_index == index and s.epoch >= 0
         if not resuming:
             s.begin_phase(index)
-        self.model.train()
         resolved = apply_phase(self.model, spec)
+        # Train mode after requires_grad: a module whose mode follows its trainability (a frozen
+        # Adaptor stays in eval mode) sees this phase's, so its features can be cached.
+        self.model.train()
+        apply_bn_policy(self.model, resolved)
         t0 = time.monotonic()
         self.meter.segment()
         if not resuming:
@@ -171,7 +186,7 @@ class Trainer:
             self.objective, self.model, resolved, enabled=c.cache_features, augmenting=self.data.augmenting
         )
         self.checkpoints.track(resolved.trainable_names, head)
-        settings = LoaderSettings(c.batch_size, c.num_workers, pin_memory=self.device.type == "cuda")
+        settings = self.loader_settings
         inputs = phase_inputs(
             self.objective,
             self.model,
@@ -228,7 +243,7 @@ class Trainer:
         t0 = time.monotonic()
         seed = epoch_seed(c.seed, phase.index, epoch)
         seed_everything(seed)
-        phase.inputs.sampler.set_seed(seed)
+        phase.inputs.start_epoch(seed)
         for cb in self.callbacks:
             cb.on_epoch_start(name, epoch)
         record: dict[str, Any] = {
@@ -242,7 +257,8 @@ class Trainer:
         record["train_loss"] = self._train_epoch(phase, epoch)
         monitored = self._validate(phase, record)
         phase.schedule.after_epoch(monitored)
-        self._track_best(phase, epoch, monitored, record["global_epoch"])
+        if self._measured(record):
+            self._track_best(phase, epoch, monitored, record["global_epoch"])
         s.epoch = epoch
         s.stopped_early = bool(c.patience and self.has_val and s.bad_epochs >= c.patience)
         finished = s.stopped_early or epoch + 1 == phase.spec.epochs
@@ -280,12 +296,29 @@ class Trainer:
         if not self.has_val:
             return None
         inputs = phase.inputs
-        result = evaluate_loader(self.objective, inputs.evaluated, inputs.val, precision=self.precision)
+        reference = reference_inputs(
+            self.objective,
+            self.model,
+            self.data,
+            epoch=record["global_epoch"],
+            settings=self.loader_settings,
+            precision=self.precision,
+        )
+        result = evaluate_loader(
+            self.objective, inputs.evaluated, inputs.val, precision=self.precision, reference=reference
+        )
         values = scalars(result.metric.aggregate())
         record["val_loss"] = result.loss
         record.update({f"val_{k}": v for k, v in values.items()})
         monitor = self.objective.monitor
         return result.loss if monitor == "loss" else values.get(monitor)
+
+    def _measured(self, record: dict[str, Any]) -> bool:
+        """Whether this epoch's validation measured the monitor: an objective may measure some
+        metrics every few epochs only (SimCLR's k-NN); the epochs between neither improve on the
+        best nor count against the patience."""
+        monitor = self.objective.monitor
+        return not self.has_val or monitor == "loss" or f"val_{monitor}" in record
 
     def _improved(self, value: float | None, reference: float | None) -> bool:
         if not self.has_val:

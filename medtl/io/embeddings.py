@@ -8,18 +8,21 @@ Layout::
     <dir>/text_<split>.npy       float32 (N, Dt) text embeddings of the paired reports
     <dir>/index_<split>.csv      index (store row), patient_id
 
-The embeddings are tied to the store's content by its checksum: a pretraining run given another
-store (or a store prepared again differently) refuses them. Written into a hidden partial directory
-and renamed into place when complete.
+``embeddings.json`` records the sha256 of every other file (``checksums``): ``embeddings_identity``
+is what a run id holds of the directory, the same for every copy of it. The embeddings are tied to
+the store's content by its checksum: a pretraining run given another store (or a store prepared
+again differently) refuses them. Written into a hidden partial directory and renamed into place
+when complete.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ import numpy as np
 
 from medtl import __version__
 from medtl.errors import InputError, OutputExistsError, StoreError
+from medtl.io.store import file_checksum
 
 FORMAT = "medtl-embeddings"
 FORMAT_VERSION = 1
@@ -75,10 +79,12 @@ def save_embeddings(
     text: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
     files: Mapping[str, str] | None = None,
+    writers: Mapping[str, Callable[[Path], Any]] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write an embeddings directory atomically (a partial directory renamed into place); ``files``
-    are further text files written with it (the split of the embedded samples)."""
+    are further text files written with it (the split of the embedded samples), ``writers`` write
+    further files to the path they are given (the vision encoder's weights)."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(out)
@@ -117,6 +123,9 @@ def save_embeddings(
         }
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)
+        for name, write in (writers or {}).items():
+            write(tmp / name)
+        meta["checksums"] = {p.name: file_checksum(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -149,6 +158,19 @@ def read_embeddings_meta(directory: str | Path) -> dict[str, Any]:
     if missing:
         raise InputError(path, f"lacks {', '.join(missing)}")
     return meta
+
+
+def embeddings_identity(directory: str | Path) -> str:
+    """What an embeddings directory holds, wherever it lies: the sha256 of the checksums
+    ``embeddings.json`` records (of the files themselves for a directory written without them)."""
+    directory = Path(directory)
+    meta = read_embeddings_meta(directory)
+    checksums = meta.get("checksums")
+    if not isinstance(checksums, dict):
+        files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != META_FILE)
+        checksums = {p.name: file_checksum(p) for p in files}
+    canonical = json.dumps(checksums, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def check_store(meta: Mapping[str, Any], store_checksum: str, directory: Path) -> None:

@@ -112,6 +112,8 @@ class LoadReport:
     dropped: list[str] = field(default_factory=list)
     new: list[str] = field(default_factory=list)
     loaded_fraction: float | None = None  # share of the backbone's weights (elements) that loaded
+    # Parts the model was built with pretrained (an Adaptor's image path): part -> source.
+    pretrained: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         if self.format == "random":
@@ -129,6 +131,7 @@ class LoadReport:
         new_parts = sorted({n.split(".")[0] for n in self.new})
         if new_parts:
             parts.append("new: " + ", ".join(new_parts))
+        parts += [f"{part} from {source}" for part, source in self.pretrained.items()]
         lines = ["; ".join(parts)]
         for label, names in (
             ("missing", self.missing),
@@ -420,7 +423,13 @@ def _load_backbone(
         _check_partial(report, to_load, expected, backbone, allow_partial, min_loaded_fraction)
     backbone.model.load_state_dict(to_load, strict=False)
     report.loaded = [BACKBONE_KEY + k for k in to_load]
-    report.new = [n for n, _ in model.named_parameters() if not n.startswith("backbone.")]
+    pretrained: dict[str, str] = dict(getattr(model, "pretrained_parts", {}))
+    report.pretrained = pretrained
+    report.new = [
+        n
+        for n, _ in model.named_parameters()
+        if not n.startswith("backbone.") and n.split(".")[0] not in pretrained
+    ]
     return report
 
 

@@ -17,6 +17,14 @@ reductions, never against an architecture (segmentation_models_pytorch's encoder
 The head is MONAI's ``SegmentationHead`` (a 3x3 conv to one logit per output channel). Groups are the
 backbone's (``stem``, ``stage1`` ...) then ``decoder`` and ``head``; ``head_groups()`` names the
 parts a head-only (frozen encoder) phase trains.
+
+Conditioned on a pretrained Adaptor (``module``, an ``AdaptorImagePath``; the ``adaptor``
+strategy): the Adaptor's image feature of the encoder's pooled features, (B, 768), is broadcast over
+the bottleneck's grid and concatenated with the bottleneck map, so every decoder level below sees
+it (group ``module``). The Adaptor study's own U-Net decoded from the fused vector alone, expanded
+by transposed convolutions fixed to 224/448/896-pixel inputs; concatenation keeps the encoder's
+deepest map too and works at any size. The pooled features are those the Adaptor was trained on
+(``forward_pooled`` of the unpadded image, one more pass of the frozen encoder).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medtl.errors import ConfigError
+from medtl.models.adaptor import IMAGE_PATH_DEFAULTS, AdaptorImagePath
 from medtl.models.backbone import Backbone
 from medtl.models.registry import create_backbone
 
@@ -106,7 +115,9 @@ class PyramidDecoder(nn.Module):
     """MONAI's UNetDecoder (segmentation_models_pytorch's structure: nearest upsampling, concatenation,
     two conv-BN-ReLU per level) over the maps an ``EncoderPlan`` names."""
 
-    def __init__(self, plan: EncoderPlan, widths: Sequence[int], in_chans: int) -> None:
+    def __init__(
+        self, plan: EncoderPlan, widths: Sequence[int], in_chans: int, bottleneck_extra: int = 0
+    ) -> None:
         from monai.networks.nets.flexible_unet import UNetDecoder
 
         super().__init__()
@@ -115,7 +126,7 @@ class PyramidDecoder(nn.Module):
         self.decoder = UNetDecoder(
             spatial_dims=2,
             # [input, maps at 1/2 ... 1/2**(levels-1), bottleneck]; the input's entry is never used.
-            encoder_channels=[in_chans, *skip_channels, plan.channels[-1]],
+            encoder_channels=[in_chans, *skip_channels, plan.channels[-1] + bottleneck_extra],
             decoder_channels=list(widths),
             act=("relu", {"inplace": True}),
             norm="batch",
@@ -137,13 +148,18 @@ class TokenDecoder(nn.Module):
     """UNETR's decoder with MONAI's blocks, for maps that all share one reduction (ViT tokens)."""
 
     def __init__(
-        self, plan: EncoderPlan, widths: Sequence[int], in_chans: int, norm: str = "instance"
+        self,
+        plan: EncoderPlan,
+        widths: Sequence[int],
+        in_chans: int,
+        bottleneck_extra: int = 0,
+        norm: str = "instance",
     ) -> None:
         from monai.networks.blocks import UnetrBasicBlock, UnetrPrUpBlock, UnetrUpBlock
 
         super().__init__()
         self.plan = plan
-        hidden = plan.channels[-1]
+        hidden = plan.channels[-1] + bottleneck_extra
         levels = plan.levels
         # Level j (1-based, deepest first) upsamples to 1/2**(levels - j); its skip is widths[j-1] wide.
         self.skip_ups = nn.ModuleList(
@@ -187,7 +203,8 @@ class UNet(nn.Module):
 
     Inputs whose sides are not multiples of the encoder's deepest reduction are zero-padded to the next
     multiple and the logits cropped back, so any image size works (fixed-size encoders such as ViT are
-    built for one size and refuse others). ``spec`` holds the ``build_unet`` arguments.
+    built for one size and refuse others). ``module``: an Adaptor's image path whose feature
+    conditions the bottleneck (module docstring). ``spec`` holds the ``build_unet`` arguments.
     """
 
     def __init__(
@@ -196,6 +213,7 @@ class UNet(nn.Module):
         num_outputs: int,
         *,
         decoder_channels: Sequence[int] = DECODER_CHANNELS,
+        module: AdaptorImagePath | None = None,
         spec: dict[str, Any] | None = None,
     ) -> None:
         from monai.networks.nets.flexible_unet import SegmentationHead
@@ -212,8 +230,10 @@ class UNet(nn.Module):
         widths = [int(w) for w in decoder_channels[: plan.levels]]
         self.plan = plan
         self.backbone = backbone
+        self.module = module
+        extra = 0 if module is None else int(module.out_features)
         decoder_cls = PyramidDecoder if plan.kind == "pyramid" else TokenDecoder
-        self.decoder = decoder_cls(plan, widths, backbone.in_chans)
+        self.decoder = decoder_cls(plan, widths, backbone.in_chans, extra)
         self.head = SegmentationHead(2, widths[-1], num_outputs, kernel_size=3)
         self.divisor = plan.reductions[-1]
         self.spec = dict(
@@ -234,15 +254,24 @@ class UNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         pad_h, pad_w = (-height) % self.divisor, (-width) % self.divisor
+        image = x
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
-        logits = self.head(self.decoder(self.backbone.forward_pyramid(x), x))
+        maps = self.backbone.forward_pyramid(x)
+        if self.module is not None:
+            feature = self.module(self.backbone.forward_pooled(image))  # (B, dim)
+            bottleneck = maps[-1]
+            grid = feature[:, :, None, None].expand(-1, -1, *bottleneck.shape[-2:]).to(bottleneck.dtype)
+            maps = [*maps[:-1], torch.cat([bottleneck, grid], dim=1)]
+        logits = self.head(self.decoder(maps, x))
         return logits[..., :height, :width]
 
     # -- what strategies address ------------------------------------------------------------------
     def groups(self) -> dict[str, list[str]]:
         """Backbone groups (stem, stage1..N), then "decoder" and "head"; full parameter names."""
         groups = {g: [f"backbone.{n}" for n in names] for g, names in self.backbone.groups().items()}
+        if self.module is not None:
+            groups["module"] = [f"module.{n}" for n, _ in self.module.named_parameters()]
         groups["decoder"] = [f"decoder.{n}" for n, _ in self.decoder.named_parameters()]
         groups["head"] = [f"head.{n}" for n, _ in self.head.named_parameters()]
         return groups
@@ -268,12 +297,19 @@ def build_unet(
     image_size: int | None = None,
     decoder_channels: Sequence[int] = DECODER_CHANNELS,
     architecture: str = ARCHITECTURE,
+    adaptor: dict[str, Any] | bool | None = None,
 ) -> UNet:
     """A randomly initialised U-Net over the registry backbone ``backbone``; ``checkpoints.load_init``
-    then fills its encoder. ``image_size`` sizes fixed-size encoders (ViT, Swin)."""
+    then fills its encoder. ``image_size`` sizes fixed-size encoders (ViT, Swin). ``adaptor``: the
+    spec of an Adaptor's image path conditioning the bottleneck (True: the Adaptor's default
+    architecture on this encoder); its weights come from the Adaptor run."""
     if architecture != ARCHITECTURE:
         raise ConfigError(f"build_unet builds '{ARCHITECTURE}' models, not '{architecture}'")
     net = create_backbone(backbone, in_chans=in_chans, image_size=image_size)
+    module = None
+    if adaptor:
+        given = adaptor if isinstance(adaptor, dict) else {}
+        module = AdaptorImagePath.from_spec(given or {"vision_dim": net.num_features, **IMAGE_PATH_DEFAULTS})
     spec = {
         "architecture": ARCHITECTURE,
         "backbone": backbone,
@@ -282,7 +318,9 @@ def build_unet(
         "image_size": image_size,
         "decoder_channels": [int(w) for w in decoder_channels],
     }
-    return UNet(net, num_outputs, decoder_channels=decoder_channels, spec=spec)
+    if module is not None:
+        spec["adaptor"] = dict(module.spec)
+    return UNet(net, num_outputs, decoder_channels=decoder_channels, module=module, spec=spec)
 
 
 def unet_info(backbone: str, num_outputs: int = 1, *, image_size: int | None = None) -> dict[str, Any]:

@@ -141,6 +141,7 @@ class AdaptorObjective(Objective):
         module: str | None,
         truncate: int | None,
         image_size: int | None,
+        init: str = "random",
     ) -> Adaptor:
         if module is not None or truncate is not None:
             raise ConfigError(

@@ -13,6 +13,8 @@ for any objective. An objective owns the rest:
 * ``forward`` / ``loss`` (``step`` = both) on a batch dict; ``predict`` for evaluation with TTA;
 * ``metric()``: a fresh accumulating metric (``update(outputs, batch)`` per batch, ``aggregate()``);
 * ``cached_head`` / ``head_input``: whether a head-only phase can train on inputs computed once;
+* ``reference``: items a validation's metric compares with (a k-NN monitor's labelled bank), whose
+  ``head_input`` the engine computes and hands to the metric (``use_reference``);
 * ``summarise``: the final section of a partition (metrics, loss, bootstrap CIs) for metrics.json.
 
 Importing this module does not import torch; the objectives themselves do.
@@ -52,7 +54,12 @@ Outputs = dict[str, Any]
 
 
 class Metric(Protocol):
-    """An accumulating metric (MONAI style): ``update`` per batch, ``aggregate`` at the end."""
+    """An accumulating metric (MONAI style): ``update`` per batch, ``aggregate`` at the end.
+
+    A metric of an objective with a ``reference`` also has ``use_reference(inputs)``: the engine
+    gives it the reference items' cached inputs (``{"features", "target", "index", ...}``) before
+    the validation's first batch.
+    """
 
     def reset(self) -> None: ...
 
@@ -175,8 +182,11 @@ class Objective(ABC):
         module: str | None,
         truncate: int | None,
         image_size: int | None,
+        init: str = "random",
     ) -> nn.Module:
-        """A randomly initialised grouped model for the checked store (``load_init`` fills it)."""
+        """A randomly initialised grouped model for the checked store (``load_init`` then fills it
+        from ``init``). An architecture with pretrained parts besides the backbone (``module =
+        "adaptor"``: an Adaptor run's image path) reads and loads them from ``init`` here."""
 
     @abstractmethod
     def model_metadata(self) -> dict[str, str]:
@@ -244,5 +254,13 @@ class Objective(ABC):
         return None
 
     def head_input(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """What ``cached_head`` sees for a batch (computed once, in eval mode, for a cached phase)."""
+        """What ``cached_head`` sees for a batch (computed once, in eval mode, for a cached phase),
+        and the features of ``reference`` items."""
         raise NotImplementedError(f"{type(self).__name__} has no cached head")
+
+    # -- validation against a reference set --------------------------------------------------------
+    def reference(self, store: Store, transform: Any, *, epoch: int | None) -> Dataset | None:
+        """Items whose ``head_input`` this evaluation's metric compares with, e.g. a k-NN monitor's
+        bank of labelled training images; None (the default): none this time. ``epoch`` is the
+        global index of the epoch a validation ends, None for a final evaluation."""
+        return None

@@ -10,7 +10,9 @@ Task kinds, their losses and scores:
   nothing to the loss, the class weights or any metric.
 
 The head-only phase of a linear probe trains ``model.head`` on the pooled features (or the CDTM's
-output), which a frozen backbone computes once.
+output), which a frozen backbone computes once. The ``adaptor`` strategy (``module = "adaptor"``,
+``--init`` an Adaptor run) puts the Adaptor's frozen image path between the frozen encoder and the
+Adaptor study's head; its head-only phase is cached the same way, on the Adaptor's features.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from medtl.errors import ConfigError, InputError, UnknownChoiceError
 from medtl.io.store import Store
 from medtl.metrics import ClassificationMetrics, MetricTask, bootstrap_metrics, metric_task
 from medtl.models import TransferModel, build_model
+from medtl.models.adaptor_run import adaptor_run
 from medtl.objectives.base import (
     FEATURES,
     IMAGE,
@@ -226,11 +229,21 @@ class Classification(Objective):
         module: str | None,
         truncate: int | None,
         image_size: int | None,
+        init: str = "random",
     ) -> TransferModel:
         outputs = num_outputs(self._task, len(self.class_names))
-        return build_model(
-            backbone, outputs, in_chans=in_chans, module=module, truncate=truncate, image_size=image_size
-        )
+        if module != "adaptor":
+            return build_model(
+                backbone, outputs, in_chans=in_chans, module=module, truncate=truncate, image_size=image_size
+            )
+        # The adaptor strategy: frozen encoder + the image path of the Adaptor run named by init.
+        run = adaptor_run(init)
+        model = build_model(
+            backbone, outputs, in_chans=in_chans, module=module, truncate=truncate, image_size=image_size,
+            adaptor=run.spec,
+        )  # fmt: skip
+        run.install(model, needs="a classifier on Adaptor features needs the encoder that makes them")
+        return model
 
     def model_metadata(self) -> dict[str, str]:
         return {"task": self._task, "class_names": json.dumps(self.class_names)}

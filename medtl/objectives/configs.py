@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medtl.config import BY_CONTENT
 from medtl.errors import UnknownChoiceError
 
 MonitorMode = Literal["min", "max"]
@@ -153,13 +154,19 @@ class SimCLRConfig(ObjectiveSettings):
     view_normalise: Literal["imagenet", "clip", "half", "none"] = Field(
         "imagenet", description="normalisation after augmentation"
     )
-    stores: dict[str, float] = Field(
+    stores: Annotated[dict[str, float], BY_CONTENT] = Field(
         default_factory=dict, description="further stores mixed into training: {path: weight}"
     )
     weight: float = Field(1.0, gt=0, description="the run's own store's weight in the mixture")
     mixture_seed: int = Field(0, description="seed of the mixture's draw")
     knn_k: int = Field(20, ge=1, description="neighbours of the k-NN monitor")
     knn_temperature: float = Field(0.07, gt=0, description="temperature of the k-NN votes")
+    knn_every: int = Field(
+        5, ge=1, description="k-NN monitor every this many epochs (and in the final evaluation)"
+    )
+    knn_bank: int | None = Field(
+        10_000, ge=1, description="labelled training images in the k-NN bank (a seeded subset; None: all)"
+    )
     monitor: str = Field(
         "loss", description="loss, or a k-NN metric of a labelled store (knn_accuracy, knn_auroc)"
     )
@@ -187,7 +194,7 @@ class AdaptorConfig(ObjectiveSettings):
     """Vision-language pretraining of the Adaptor on cached embeddings of frozen encoders."""
 
     kind: Literal["adaptor"] = "adaptor"
-    embeddings: Path | None = Field(
+    embeddings: Annotated[Path | None, BY_CONTENT] = Field(
         None, description="embeddings directory written by `medtl extract --reports`"
     )
     vision_dim: int | None = Field(None, ge=1, description="expected image embedding size (checked)")

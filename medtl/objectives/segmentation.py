@@ -10,7 +10,9 @@ validation and test samples are kept as PNG overlays (image, truth, prediction).
 the training size are predicted with MONAI's sliding-window inference.
 
 Strategies address the U-Net's groups: ``head`` trains the decoder and the segmentation head
-(frozen encoder); ``truncate`` and ``module`` (tf_f1b, frt, staged) are refused. A head-only phase
+(frozen encoder); ``truncate`` and the CDTM ``module`` (tf_f1b, frt, staged) are refused. The
+``adaptor`` strategy (``--init`` an Adaptor run) conditions the bottleneck on the Adaptor's image
+feature of the frozen encoder (``medtl.models.unet``). A head-only phase
 never runs on cached inputs (the decoder needs every encoder map).
 """
 
@@ -33,6 +35,7 @@ from medtl.data.transforms import batch_augment
 from medtl.errors import ConfigError, InputError
 from medtl.io.store import Store
 from medtl.metrics.segmentation import SegmentationMetrics
+from medtl.models.adaptor_run import adaptor_run
 from medtl.models.segmentation_losses import make_segmentation_loss
 from medtl.models.unet import UNet, build_unet, sliding_window_logits
 from medtl.objectives.base import IMAGE, INDEX, TARGET, Batch, Objective, Outputs, PartitionMetrics
@@ -87,6 +90,19 @@ class SegmentationMetric:
                     out[f"{metric}_{name}"] = math.nan if value is None else float(value)
             out["brats_regions"] = {k: v for k, v in regions.items() if k != "num_samples"}
         return out
+
+    def per_sample(self) -> dict[str, np.ndarray]:
+        """Per-image arrays for ``predictions_test.npz`` (paired tests in ``medtl report``), in the
+        order the samples were added: ``score`` is the image's Dice averaged over the classes where
+        it is defined (NaN when it is defined for none, under the ``empty`` policy), as the
+        report's ``dice`` resamples it; ``dice_per_class`` and ``iou_per_class`` are (N, C)."""
+        per_image = self.classes.per_image()
+        dice, iou = per_image["dice"], per_image["iou"]
+        defined = np.isfinite(dice)
+        score = np.full(len(dice), np.nan)
+        rows = defined.any(axis=1)
+        score[rows] = np.where(defined, dice, 0.0)[rows].sum(axis=1) / defined[rows].sum(axis=1)
+        return {"score": score, "dice_per_class": dice, "iou_per_class": iou}
 
     def bootstrap(self, groups: np.ndarray | None, *, n: int, seed: int) -> dict[str, Any]:
         ci = self.classes.bootstrap(groups, n=n, seed=seed)
@@ -164,12 +180,13 @@ class Segmentation(Objective):
         module: str | None,
         truncate: int | None,
         image_size: int | None,
+        init: str = "random",
     ) -> UNet:
-        if module is not None:
+        if module not in (None, "adaptor"):
             raise ConfigError(
                 f"the strategy adds a '{module}' module (frt, staged: the Cross-Domain Transfer Module on a "
                 "classifier's tokens); a segmentation U-Net has no place for it — choose linear, l1sb, l2sb, "
-                "progressive, full or DA, DA_L1SB, ..."
+                "progressive, full, adaptor or DA, DA_L1SB, ..."
             )
         if truncate is not None:
             raise ConfigError(
@@ -177,13 +194,22 @@ class Segmentation(Objective):
                 "classification strategy; a segmentation U-Net uses the whole encoder"
             )
         self.train_size = image_size
-        return build_unet(
-            backbone,
-            self._layout.num_outputs,
-            in_chans=in_chans,
-            image_size=image_size,
-            decoder_channels=self.config.decoder_channels,
-        )
+        if module != "adaptor":
+            return build_unet(
+                backbone,
+                self._layout.num_outputs,
+                in_chans=in_chans,
+                image_size=image_size,
+                decoder_channels=self.config.decoder_channels,
+            )
+        # Frozen encoder + the Adaptor run's image feature at the bottleneck (init names the run).
+        run = adaptor_run(init)
+        model = build_unet(
+            backbone, self._layout.num_outputs, in_chans=in_chans, image_size=image_size,
+            decoder_channels=self.config.decoder_channels, adaptor=run.spec,
+        )  # fmt: skip
+        run.install(model, needs="a U-Net on Adaptor features needs the encoder's feature maps")
+        return model
 
     def model_metadata(self) -> dict[str, str]:
         return {

@@ -7,11 +7,13 @@ augments alike), or arrives as ``views`` made per sample in the loader workers (
 NT-Xent with negatives gathered across DDP ranks (or local only). Labels and masks are never read
 for training; several stores can be mixed with weights (``stores``).
 
-Validation: the NT-Xent loss of views drawn with a fixed seed (the same views every epoch), and a
-k-NN monitor on the backbone's pooled features of the un-augmented validation images of a labelled
-store: each image is classified by its k most similar other validation images (leave-one-out), so
-``knn_accuracy`` / ``knn_auroc`` measure how well the features separate the classes without a
-second pass over the training set.
+Validation: the NT-Xent loss of views drawn with a fixed seed (the same views every epoch), and,
+every ``knn_every`` epochs and in the final evaluation, a k-NN monitor on a labelled store (the
+run's own): the backbone's pooled features of its un-augmented training images (up to
+``knn_bank`` of them, a seeded subset) are the bank — the objective's ``reference``, whose features
+the engine computes with the current weights — and each validation (or test) image is classified
+by its k most similar bank images, so ``knn_accuracy`` / ``knn_auroc`` measure how well the
+features separate the classes, as the k-NN monitors of InstDisc, DINO and solo-learn do.
 """
 
 from __future__ import annotations
@@ -33,7 +35,17 @@ from medtl.metrics.classification import metric_task
 from medtl.models import create_backbone
 from medtl.models.contrastive import nt_xent
 from medtl.models.projection import SimCLRNetwork, build_projector
-from medtl.objectives.base import IMAGE, INDEX, TARGET, VIEWS, Batch, Objective, Outputs, PartitionMetrics
+from medtl.objectives.base import (
+    FEATURES,
+    IMAGE,
+    INDEX,
+    TARGET,
+    VIEWS,
+    Batch,
+    Objective,
+    Outputs,
+    PartitionMetrics,
+)
 from medtl.objectives.configs import SimCLRConfig
 
 log = logging.getLogger("medtl")
@@ -41,15 +53,21 @@ VAL_SEED = 20_24  # validation views are the same every epoch
 
 
 class SimCLRMetric:
-    """Validation: the mean loss comes from the trainer; this keeps features and labels for k-NN."""
+    """Validation: the mean loss comes from the trainer; this keeps the features and labels of the
+    evaluated images and, given the bank (``use_reference``), scores them by k-NN against it."""
 
     def __init__(self, task: str | None, num_classes: int, k: int, temperature: float) -> None:
         self.task, self.num_classes, self.k, self.temperature = task, num_classes, k, temperature
+        self.bank: tuple[np.ndarray, np.ndarray] | None = None
         self.reset()
 
     def reset(self) -> None:
         self._features: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
+
+    def use_reference(self, inputs: Mapping[str, torch.Tensor]) -> None:
+        """The k-NN bank: features and labels of labelled training images."""
+        self.bank = (inputs[FEATURES].float().numpy(), inputs[TARGET].numpy())
 
     def update(self, outputs: Outputs, batch: Batch) -> None:
         self._features.append(outputs["features"].detach().float().cpu().numpy())
@@ -61,38 +79,21 @@ class SimCLRMetric:
 
     def aggregate(self) -> dict[str, Any]:
         out: dict[str, Any] = {"num_samples": len(self)}
-        if self.task is None or len(self) < 3:
+        if self.task is None or self.bank is None or not len(self) or not len(self.bank[0]):
             return out
-        feats, labels = np.concatenate(self._features), np.concatenate(self._labels)
-        out.update(_leave_one_out_knn(feats, labels, self.task, self.k, self.temperature, self.num_classes))
-        return out
+        from medtl.metrics.knn import knn_metrics
 
-
-def _leave_one_out_knn(
-    feats: np.ndarray, labels: np.ndarray, task: str, k: int, temperature: float, num_classes: int
-) -> dict[str, Any]:
-    """k-NN metrics where every sample is classified by the others (its own vote left out)."""
-    from medtl.metrics.knn import knn_scores
-
-    n = len(feats)
-    scores = []
-    for i in range(n):
-        rest = np.r_[0:i, i + 1 : n]
-        scores.append(
-            knn_scores(
-                feats[rest],
-                labels[rest],
-                feats[i : i + 1],
-                task,
-                k=k,
-                temperature=temperature,
-                num_classes=num_classes,
-            )[0]
+        metrics = knn_metrics(
+            *self.bank,
+            np.concatenate(self._features),
+            np.concatenate(self._labels),
+            self.task,  # type: ignore[arg-type]
+            k=self.k,
+            temperature=self.temperature,
+            num_classes=self.num_classes,
         )
-    from medtl.metrics.classification import classification_metrics
-
-    metrics = classification_metrics(labels, np.stack(scores), task)
-    return {f"knn_{name}": value for name, value in metrics.items() if name != "num_samples"}
+        out.update({name: value for name, value in metrics.items() if name != "knn_num_samples"})
+        return out
 
 
 class SimCLR(Objective):
@@ -138,6 +139,34 @@ class SimCLR(Objective):
     def describe(self) -> dict[str, Any]:
         return {"views": self.augment_config.size, "knn_task": self.knn_task}
 
+    # -- the k-NN monitor's bank -------------------------------------------------------------------
+    def knn_due(self, epoch: int | None) -> bool:
+        """Whether the evaluation ending ``epoch`` measures k-NN (every final evaluation does)."""
+        if self.knn_task is None:
+            return False
+        return epoch is None or (epoch + 1) % self.config.knn_every == 0
+
+    def reference(self, store: Store, transform: Any, *, epoch: int | None) -> UnlabelledImages | None:
+        """The bank: the run's labelled training images (a seeded subset of ``knn_bank``), as loaded
+        for validation (no augmentation; the features normalise them like the views)."""
+        rows = getattr(self, "train_indices", None)
+        if not self.knn_due(epoch) or rows is None or not len(rows):
+            return None
+        limit = self.config.knn_bank
+        if limit is not None and len(rows) > limit:
+            rng = np.random.default_rng(self.config.mixture_seed)
+            rows = np.sort(rng.choice(rows, size=limit, replace=False))
+        return UnlabelledImages(
+            [Source(store.path, rows, 1.0)], channels=self._channels, seed=self.config.mixture_seed,
+            with_labels=True,
+        )  # fmt: skip
+
+    def head_input(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Pooled backbone features of the unaugmented images (normalised as the views are)."""
+        net = getattr(model, "module", model)  # DDP
+        image = self._batch_views(batch[IMAGE].device).normalise(batch[IMAGE].float())
+        return net.forward_head_input(image)
+
     # -- the model ---------------------------------------------------------------------------------
     def build_model(
         self,
@@ -147,6 +176,7 @@ class SimCLR(Objective):
         module: str | None,
         truncate: int | None,
         image_size: int | None,
+        init: str = "random",
     ) -> SimCLRNetwork:
         if module is not None:
             raise ConfigError(
@@ -227,9 +257,7 @@ class SimCLR(Objective):
         a, b = self._views(module, batch)
         out: Outputs = {"z1": module(a), "z2": module(b)}
         if not module.training and IMAGE in batch:
-            net = module.module if hasattr(module, "module") else module
-            image = self._batch_views(batch[IMAGE].device).normalise(batch[IMAGE].float())
-            out["features"] = net.forward_head_input(image)
+            out["features"] = self.head_input(module, batch)
         return out
 
     def loss(self, outputs: Outputs, batch: Batch) -> torch.Tensor:

@@ -4,17 +4,22 @@ The run reads only the embeddings directory (``medtl extract --reports``): its s
 of the samples that have a report (``split.json`` there). AdamW with a linear warmup over 2% of the
 steps and a linear decay (``presets/adaptor.toml``), early stopping on the validation loss. The
 trained module goes to ``<run>/export/adaptor.safetensors`` with its build spec and the encoders its
-embeddings came from.
+embeddings came from, and the frozen vision encoder those embeddings kept to
+``<run>/export/backbone.safetensors``: ``--init RUN`` then loads that encoder into any model, and the
+``adaptor`` strategy puts the Adaptor's image path after it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from medtl.io.embeddings import read_embeddings_meta
-from medtl.pretrain.export import export_module
+from medtl.pretrain.embeddings import ENCODER_FILE
+from medtl.pretrain.export import BACKBONE_FILE, export_module
 
 PRESETS = Path(__file__).with_name("presets")
 EXPORT_DIR = "export"
@@ -77,4 +82,10 @@ def pretrain_adaptor(config: Any, *, progress: Any = None) -> tuple[Any, Path]:
     meta = read_embeddings_meta(config.objective.embeddings)
     spec = {**loaded.model.spec, "vision": meta["vision"], "text": meta["text"], "run": str(result.run_dir)}
     path = export_module(loaded.model, result.run_dir / EXPORT_DIR / ADAPTOR_FILE, kind="adaptor", spec=spec)
+    encoder = Path(config.objective.embeddings) / ENCODER_FILE
+    if encoder.is_file():  # the frozen encoder the embeddings came from, beside the Adaptor
+        target = result.run_dir / EXPORT_DIR / BACKBONE_FILE
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(encoder, tmp)
+        os.replace(tmp, target)
     return result, path

@@ -8,6 +8,9 @@ The image encoder is any registry backbone (its pooled features: a ResNet's aver
 CLS token, e.g. DINOv2's) initialised like every run (``--init``), or a run directory's best weights;
 the text encoder a local Hugging Face directory. Only samples with a report are embedded (the
 others are counted; ``strict`` refuses them). Adaptor pretraining then reads only these arrays.
+When the image embeddings are a backbone's pooled features, that backbone is kept beside them
+(``vision_encoder.safetensors``): an Adaptor trained on them hands it on, so downstream models run
+the very encoder its embeddings came from.
 """
 
 from __future__ import annotations
@@ -44,7 +47,12 @@ def frozen_image_encoder(
     source_path = Path(source)
     if (source_path / "config.toml").is_file():
         loaded = load_run(source_path, "best")
-        description = {"run": str(source_path.resolve()), "backbone": loaded.config.backbone}
+        description = {
+            "run": str(source_path.resolve()),
+            "backbone": loaded.config.backbone,
+            "image_size": loaded.config.image_size,
+            "normalise": loaded.config.normalise,
+        }
         return loaded.model, loaded.transform(), description
     in_chans = int(store.shape[0])
     size = image_size or int(store.shape[-1])
@@ -59,6 +67,29 @@ def frozen_image_encoder(
         "loaded": len(report.loaded),
     }
     return model, transform, description
+
+
+ENCODER_FILE = "vision_encoder.safetensors"
+
+
+def pooled_backbone(model: torch.nn.Module) -> Any:
+    """The backbone whose pooled features ``model``'s features are (a TransferModel without a module,
+    a SimCLR network, a Backbone), or None (e.g. a CDTM's output)."""
+    from medtl.models.backbone import Backbone
+
+    if isinstance(model, Backbone):
+        return model
+    backbone = getattr(model, "backbone", None)
+    if getattr(model, "module", None) is not None or not isinstance(backbone, Backbone):
+        return None
+    return backbone if hasattr(model, "forward_head_input") else None
+
+
+def _encoder_writer(backbone: Any, vision: dict[str, Any]) -> Any:
+    from medtl.pretrain.export import backbone_spec, export_backbone
+
+    spec = backbone_spec(backbone, image_size=vision.get("image_size"))
+    return lambda path: export_backbone(backbone, path, spec=spec, origin={"vision": vision})
 
 
 # The split a run makes when the store has none (medtl.engine's AUTO_SPLIT), so both agree.
@@ -152,6 +183,11 @@ def export_embeddings(
     }
     meta = {"store": {"path": str(store.path.resolve()), "checksum": store.checksum}}
     restricted = Split(kept, {**meta, "made_from": split_source, "restricted_to": "samples with a report"})
+    vision_backbone = pooled_backbone(model)
+    vision = {**vision, "in_chans": int(store.shape[0]), "encoder": ENCODER_FILE if vision_backbone else None}
+    writers = (
+        {ENCODER_FILE: _encoder_writer(vision_backbone.cpu(), vision)} if vision_backbone is not None else {}
+    )
     return save_embeddings(
         out,
         splits,
@@ -161,5 +197,6 @@ def export_embeddings(
         text=describe(encoder),
         extra={"reports": report_info, "split": split_source},
         files={SPLIT_FILE: json.dumps(restricted.to_json(), indent=1) + "\n"},
+        writers=writers,
         overwrite=overwrite,
     )

@@ -106,6 +106,32 @@ def test_pretrain_simclr_then_finetune_from_the_run_directory(tmp_path):
     assert "simclr" in table.output and "energy of the chain" in table.output
 
 
+def test_a_simclr_run_initialises_a_unet_on_a_mask_store(tmp_path):
+    """`medtl finetune --data MASK_STORE --init SIMCLR_RUN`: the SimCLR backbone fills the U-Net's
+    encoder with zero missing keys (the load report says so) and the U-Net trains."""
+    from medtl.models import load_init
+    from medtl.models.unet import build_unet
+    from tests.seg_helpers import seg_store
+
+    store = write_store(tmp_path / "ssl", patients=6, per_patient=2, size=32, classes=2)
+    masks = seg_store(tmp_path / "seg", n=16)
+    runs = tmp_path / "runs"
+    common = ["--device", "cpu", "--workers", "0", "--out", str(runs)]
+    simclr = ["pretrain", "simclr", "--data", str(store.path), "--backbone", "resnet10t", "--epochs", "1"]
+    simclr += ["--batch-size", "4", "--view-size", "24", "--knn-every", "1", *common, "--run-name", "ssl"]
+    finished(runner.invoke(app, simclr))
+    assert "val_knn_accuracy" in json.loads((runs / "ssl" / "metrics.json").read_text())["history"][0]
+    report = load_init(build_unet("resnet10t", 2, in_chans=masks.shape[0]), str(runs / "ssl"))
+    assert report.missing == [] and report.mismatched == [] and "missing 0;" in report.summary()
+    fine = ["finetune", "--data", str(masks.path), "--backbone", "resnet10t", "--init", str(runs / "ssl"),
+            "--strategy", "linear", "--epochs", "head=1", "--batch-size", "8",
+            "--bootstrap", "0"]  # fmt: skip
+    finished(runner.invoke(app, [*fine, *common, "--run-name", "seg"]))
+    metrics = json.loads((runs / "seg" / "metrics.json").read_text())
+    assert metrics["objective"] == "segmentation" and "dice" in metrics["test"]
+    assert "missing 0;" in metrics["init_report"] and "new: decoder, head" in metrics["init_report"]
+
+
 def test_init_of_an_unfinished_run_is_refused(tmp_path):
     store = write_store(tmp_path / "s", patients=6, per_patient=2, size=32, classes=2)
     run_dir = tmp_path / "runs" / "half"
@@ -171,4 +197,14 @@ def test_pretrain_adaptor_from_extracted_embeddings(tmp_path):
         runner.invoke(app, [*train, "--device", "cpu", "--workers", "0", "--out", str(tmp_path / "runs")])
     )
     assert "adaptor:" in out.output
-    assert list((tmp_path / "runs").glob("*/export/adaptor.safetensors"))
+    (exported,) = (tmp_path / "runs").glob("*/export/adaptor.safetensors")
+    adaptor_run = exported.parent.parent
+    # downstream: the frozen encoder + the Adaptor's image path, and a head that trains
+    fine = ["finetune", "--data", str(store.path), "--backbone", "resnet10t", "--strategy", "adaptor",
+            "--epochs", "head=1", "--batch-size", "4", "--bootstrap", "0", "--device", "cpu",
+            "--workers", "0", "--out", str(tmp_path / "fine")]  # fmt: skip
+    done = finished(runner.invoke(app, [*fine, "--init", str(adaptor_run), "--fraction", "0.5"]))
+    assert "head" in done.output and "yes" in done.output  # the head phase ran on cached features
+    refused = runner.invoke(app, [*fine, "--init", "random"])
+    assert refused.exit_code == 2
+    assert "--init must name a finished `medtl pretrain adaptor` run" in error_line(refused)

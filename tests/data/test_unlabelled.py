@@ -99,3 +99,25 @@ def test_labels_of_one_store_for_a_monitor(make_store):
     b = make_store("b", size=8)
     with pytest.raises(ConfigError, match="a mixture of stores has none"):
         UnlabelledImages([Source(a.path), Source(b.path)], with_labels=True)
+
+
+def test_set_epoch_draws_the_mixture_anew_from_the_dataset_and_epoch_seeds(make_store):
+    a = make_store("a", size=16, channels=1, patients=4, per_patient=2)  # 8 images
+    b = make_store("b", size=16, channels=1, patients=15, per_patient=2)  # 30 images
+    data = UnlabelledImages([Source(a.path), Source(b.path, None, 1.0)], length=12, seed=3)
+
+    def extra_rows():
+        return sorted(data.order[data.order[:, 0] == 1, 1].tolist())
+
+    data.set_epoch(100)
+    first, order = extra_rows(), data.order.copy()
+    data.set_epoch(101)
+    assert len(first) == len(extra_rows()) == 6 and first != extra_rows()  # exact shares, other images
+    data.set_epoch(100)
+    assert np.array_equal(data.order, order)  # the same epoch draws the same images
+    other_seed = UnlabelledImages([Source(a.path), Source(b.path, None, 1.0)], length=12, seed=4)
+    other_seed.set_epoch(100)
+    assert not np.array_equal(other_seed.order, order)
+    single = UnlabelledImages([Source(a.path)])
+    single.set_epoch(5)
+    assert single.order[:, 1].tolist() == list(range(8))  # one store keeps its order (the sampler shuffles)

@@ -11,7 +11,7 @@ import pytest
 
 from medtl.engine.run_config import RunConfig
 from medtl.errors import ConfigError, InputError, UnknownChoiceError
-from medtl.io.store import SampleRecord, StoreWriter
+from medtl.io.store import SampleRecord, Store, StoreWriter
 
 
 def base(**fields) -> RunConfig:
@@ -191,3 +191,57 @@ def test_config_of_an_earlier_medtl_moves_its_classification_settings_into_the_s
     # user input keeps one spelling: the section
     with pytest.raises(ConfigError, match="run config: task: Extra inputs are not permitted"):
         RunConfig.parse({"data": "x", "task": "binary"})
+
+
+def _embeddings(path, store, seed=0):
+    from medtl.io.embeddings import EmbeddingSplit, save_embeddings
+
+    rng = np.random.default_rng(seed)
+    part = EmbeddingSplit(
+        rng.normal(size=(4, 6)).astype(np.float32),
+        rng.normal(size=(4, 3)).astype(np.float32),
+        np.arange(4),
+        np.array(["P0", "P1", "P2", "P3"]),
+    )
+    checksum = Store(store).checksum
+    return save_embeddings(
+        path, {"train": part}, store=store, store_checksum=checksum, vision={"backbone": "x"}, text={}
+    )
+
+
+def _run_dir(path, weights: bytes):
+    (path / "export").mkdir(parents=True)
+    (path / "config.toml").write_text('data = "x"\n')
+    (path / "status.json").write_text('{"status": "completed"}')
+    (path / "export" / "backbone.safetensors").write_bytes(weights)
+    return path
+
+
+def test_every_path_valued_field_is_held_by_content_wherever_it_lies(tmp_path):
+    """SimCLR's extra stores, the Adaptor's embeddings and --init RUN_DIR: two copies in different
+    directories give one run id; other content gives another."""
+    store = _store(tmp_path / "store", [0, 1, 0, 1])
+    extra = _store(tmp_path / "a" / "extra", [1, 1, 0, 0])
+    extra_copy = shutil.copytree(extra, tmp_path / "b" / "moved")
+    other = _store(tmp_path / "c" / "extra", [1, 1, 1, 0])
+
+    def simclr(path):
+        return RunConfig(data=store, objective={"kind": "simclr", "stores": {str(path): 0.5}}).run_id()
+
+    assert simclr(extra) == simclr(extra_copy) != simclr(other)
+
+    emb = _embeddings(tmp_path / "emb", store)
+    emb_copy = shutil.copytree(emb, tmp_path / "elsewhere" / "emb2")
+    emb_other = _embeddings(tmp_path / "emb3", store, seed=1)
+
+    def adaptor(path):
+        return RunConfig(data=store, objective={"kind": "adaptor", "embeddings": path}).run_id()
+
+    assert adaptor(emb) == adaptor(emb_copy) != adaptor(emb_other)
+
+    run = _run_dir(tmp_path / "runs" / "r1", b"weights-1")
+    run_copy = shutil.copytree(run, tmp_path / "archive" / "r1-copy")
+    retrained = _run_dir(tmp_path / "runs" / "r2", b"weights-2")
+    ids = [RunConfig(data=store, init=str(p)).run_id() for p in (run, run_copy, retrained)]
+    assert ids[0] == ids[1] != ids[2]
+    assert RunConfig(data=store, init=str(run_copy)).init == str(run_copy)  # config.toml keeps the path

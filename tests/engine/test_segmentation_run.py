@@ -135,6 +135,23 @@ def test_evaluate_own_and_external_stores_with_corruptions_moving_only_images(bi
     assert any(p.name.startswith("eval_seg2-all_") for p in (binary_run / "overlays").iterdir())
 
 
+def test_a_segmentation_run_writes_per_image_test_dice_for_paired_tests(binary_run, seg_stores):
+    from medtl.engine.predictions import PREDICTIONS_FILE
+    from medtl.io.store import Store
+    from medtl.report.reader import read_predictions
+
+    metrics = json.loads((binary_run / "metrics.json").read_text())
+    with np.load(binary_run / PREDICTIONS_FILE) as data:
+        index, patient, score = data["index"], data["patient"], data["score"]
+        assert data["dice_per_class"].shape == (len(index), 1)
+    store = Store(seg_stores["binary"])
+    assert len(index) == metrics["data"]["counts"]["test"] and len(set(index.tolist())) == len(index)
+    assert patient.tolist() == store.patient_ids[index].tolist()
+    # one foreground class: the test's mean Dice is the mean of the defined per-image values
+    assert float(np.nanmean(score)) == pytest.approx(metrics["test"]["dice"])
+    assert read_predictions(binary_run / PREDICTIONS_FILE).score.shape == (len(index),)
+
+
 def test_corruptions_leave_masks_alone(seg_stores):
     from medtl.evaluate.segmentation import SegmentationPairs
     from medtl.io.store import Store

@@ -96,3 +96,44 @@ def test_downstream_head():
     assert head[1].bias is None and (head[1].in_features, head[1].out_features) == (768, 512)
     assert head[0].p == 0.1 and head[5].out_features == 3
     assert head(torch.randn(4, 768)).shape == (4, 3)
+
+
+def test_image_path_is_the_adaptors_encode_image_and_frozen_it_stays_in_eval_mode():
+    from medtl.models.adaptor import AdaptorImagePath
+
+    a = make().eval()
+    path = AdaptorImagePath.from_spec(a.spec)
+    loaded = path.load_adaptor(a.state_dict(), "adaptor.safetensors")
+    assert set(loaded) == {n for n in a.state_dict() if n.startswith(("vision_projection.", "layers."))}
+    x = torch.randn(5, 48)
+    assert torch.allclose(path.eval()(x), a.encode_image(x), atol=1e-6)
+    path.train()
+    assert path.training and path.layers[0].dropout.training  # trainable: train mode as asked
+    path.requires_grad_(False)
+    path.train()
+    assert not path.training and not path.layers[0].dropout.training  # frozen: features are fixed
+    assert torch.equal(path(x), path(x))
+    with pytest.raises(ConfigError, match="vision embeddings of size 48"):
+        path(torch.randn(2, 64))
+    other = Adaptor(48, 32, dim=24, heads=4)
+    with pytest.raises(Exception, match="not this Adaptor's image path"):
+        path.load_adaptor(other.state_dict(), "other.safetensors")
+
+
+def test_a_classifier_on_adaptor_features():
+    """TransferModel with module 'adaptor': pooled features -> the image path -> the Adaptor's head."""
+    from medtl.models import build_model
+    from medtl.models.adaptor import AdaptorImagePath
+
+    model = build_model("resnet10t", 3, in_chans=1, module="adaptor").eval()
+    assert isinstance(model.module, AdaptorImagePath) and model.module.vision_dim == 512
+    assert [type(m) for m in model.head][1:3] == [nn.Linear, nn.BatchNorm1d] and model.num_outputs == 3
+    assert model.spec["adaptor"]["dim"] == 768 and set(model.groups()) >= {"module", "head"}
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = model.module(model.backbone.forward_pooled(x))
+        assert torch.allclose(model.forward_head_input(x), expected)
+    # the BN policy concerns the backbone (and module), not the head's own BatchNorm
+    assert model.head[2] not in model.norm_layers() and len(model.norm_layers()) > 0
+    with pytest.raises(ConfigError, match="pooled features of the whole encoder"):
+        build_model("resnet10t", 3, module="adaptor", truncate=2)

@@ -210,3 +210,29 @@ def test_sliding_window_predicts_images_larger_than_the_training_size():
         windows = sliding_window_logits(model, x, 64, overlap=0.5)
     assert windows.shape == (1, 2, 96, 64)
     torch.testing.assert_close(whole, model(x[..., :64, :]))
+
+
+@pytest.mark.parametrize(("backbone", "size"), [("resnet10t", 48), ("vit_tiny_patch16_224", 32)])
+def test_a_unet_conditioned_on_adaptor_features_at_its_bottleneck(backbone, size):
+    """The Adaptor's image feature of the pooled encoder features, broadcast and concatenated with
+    the bottleneck map: it changes the logits, the decoder is that much wider, the group is 'module'."""
+    from medtl.models.adaptor import AdaptorImagePath
+
+    torch.manual_seed(0)
+    image_size = size if "vit" in backbone else None
+    plain = build_unet(backbone, 2, image_size=image_size)
+    model = build_unet(backbone, 2, image_size=image_size, adaptor=True).eval()
+    assert isinstance(model.module, AdaptorImagePath) and model.spec["adaptor"]["dim"] == 768
+    encoder_groups = list(plain.groups())[:-2]
+    assert list(model.groups()) == [*encoder_groups, "module", "decoder", "head"]
+    assert model.head_groups() == ["decoder", "head"]
+    grown = n_params(model.decoder) - n_params(plain.decoder)
+    assert grown > 0 and n_params(model.module) > 0
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (2, 2, size, size) and torch.isfinite(out).all()
+        model.module.vision_projection.weight.mul_(-1)  # another Adaptor feature, the same encoder
+        assert not torch.allclose(model(x), out)
+    rebuilt = build_unet(**model.spec)
+    assert rebuilt.spec == model.spec and set(rebuilt.state_dict()) == set(model.state_dict())

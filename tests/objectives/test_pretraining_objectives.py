@@ -62,3 +62,37 @@ def test_training_partition_mixes_stores_validation_is_labelled(tmp_path):
         assert objective.loss(out, batch).item() > 0
         one = {k: v[:1] for k, v in batch.items()}
         assert objective.loss(objective.forward(model, one), one).item() == 0.0  # nothing to contrast
+
+
+def test_knn_bank_is_labelled_training_images_every_knn_every_epochs(tmp_path):
+    """The k-NN monitor's standard form: a bank of training features queried by validation ones."""
+    from medtl.metrics.knn import knn_metrics
+    from medtl.objectives.base import FEATURES, TARGET
+
+    store = write_store(tmp_path / "s", patients=8, per_patient=2, size=32, classes=2)
+    objective = get_objective(SimCLRConfig(knn_every=3, knn_bank=6, knn_k=3, view_size=24))
+    objective.check(store)
+    train, val = np.arange(12), np.arange(12, 16)
+    objective.setup(store, train, torch.device("cpu"))
+    assert [objective.reference(store, None, epoch=e) is not None for e in range(6)] == [
+        False, False, True, False, False, True,
+    ]  # fmt: skip
+    bank = objective.reference(store, None, epoch=None)  # a final evaluation always has one
+    assert len(bank) == 6 and set(bank.rows[0]) <= set(train) and bank.with_labels
+    model = build(objective).eval()
+    collate = torch.utils.data.default_collate
+    with torch.no_grad():
+        bank_batch = collate(bank.__getitems__(list(range(6))))
+        features = objective.head_input(model, bank_batch)
+        val_batch = collate(objective.dataset(store, val, None).__getitems__([0, 1, 2, 3]))
+        outputs = objective.forward(model, val_batch)
+    metric = objective.metric()
+    metric.update(outputs, val_batch)
+    assert "knn_accuracy" not in metric.aggregate()  # an epoch without the bank measures no k-NN
+    metric.use_reference({FEATURES: features, TARGET: bank_batch[TARGET]})
+    values = metric.aggregate()
+    expected = knn_metrics(
+        features.numpy(), bank_batch[TARGET].numpy(), outputs["features"].numpy(),
+        val_batch[TARGET].numpy(), "binary", k=3, num_classes=2,
+    )  # fmt: skip
+    assert values["knn_accuracy"] == expected["knn_accuracy"] and values["knn_auroc"] == expected["knn_auroc"]

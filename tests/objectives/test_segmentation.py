@@ -86,6 +86,30 @@ def test_perfect_logits_score_dice_one_and_overlays_are_kept(stores, tmp_path):
     assert seg.metric().keep == 0  # validation metrics keep no images
 
 
+def test_per_sample_dice_is_each_image_s_mean_over_its_defined_classes(stores):
+    """predictions_test.npz's score: per image, the mean Dice of the classes defined in it."""
+    store = stores["brats"]
+    seg = objective(store)
+    rows = np.arange(3)
+    truth = np.zeros((3, 1, 4, 4), dtype=np.int64)
+    truth[0, 0, :2] = 1  # image 0: class 1 (8 px)
+    truth[1, 0, :2] = 2  # image 1: class 2 (8 px) and class 3 (4 px)
+    truth[1, 0, 3] = 4
+    pred = np.zeros((3, 4, 4), dtype=np.int64)
+    pred[0, :1] = 1  # 4 of the 8 px of class 1: Dice 2*4/(4+8)
+    pred[1, :2] = 2  # class 2 exact; class 3 missed: Dice 0
+    # image 2: both empty everywhere: no class defined, NaN
+    logits = 10 * torch.nn.functional.one_hot(torch.from_numpy(pred), 4).permute(0, 3, 1, 2).float()
+    batch = {IMAGE: torch.zeros(3, 1, 4, 4), TARGET: torch.from_numpy(truth), INDEX: torch.from_numpy(rows)}
+    metric = seg.metric()
+    metric.update({"logits": logits}, batch)
+    arrays = metric.per_sample()
+    score = arrays["score"]
+    assert score[0] == pytest.approx(2 / 3) and score[1] == pytest.approx(0.5) and np.isnan(score[2])
+    assert arrays["dice_per_class"].shape == arrays["iou_per_class"].shape == (3, 3)
+    assert arrays["iou_per_class"][0, 0] == pytest.approx(0.5)
+
+
 def test_balanced_weights_are_inverse_frequencies():
     np.testing.assert_allclose(
         balanced_weights(np.array([0.5, 0.25, 0.25]), "multiclass"), [2 / 3, 4 / 3, 4 / 3]

@@ -52,6 +52,8 @@ def test_dapt_chain_end_to_end(chain_root, tmp_path):
     meta = read_export_metadata(exported)
     assert meta["origin"]["run"] == str(dapt.run_dir.resolve()) and meta["spec"]["truncate"] is None
     assert json.loads((dapt.run_dir / "metrics.json").read_text())["energy"]["kwh"] >= 0
+    assert_fills_a_unet_encoder(exported)  # segmentation takes the export, or the run directory
+    assert_fills_a_unet_encoder(dapt.run_dir)
 
     # a second store: CE-MRI-like tumour types, fine-tuned from the DAPT run (--init RUN_DIR)
     cemri = write_store(tmp_path / "cemri", ["glioma", "meningioma", "pituitary"], n=24)
@@ -60,6 +62,7 @@ def test_dapt_chain_end_to_end(chain_root, tmp_path):
     fine_metrics = json.loads((fine.run_dir / "metrics.json").read_text())
     assert fine_metrics["energy"]["kwh"] >= 0 and "missing 0;" in fine_metrics["init_report"]
     assert str(exported) in fine_metrics["init_report"]  # --init RUN_DIR took the run's exported backbone
+    assert_fills_a_unet_encoder(fine.run_dir)  # a run without exports: its best weights' encoder
 
     # or features of the DAPT backbone for a probe
     feats = export_features("resnet10t", cemri, tmp_path / "feats", init=str(exported), device="cpu")
@@ -76,6 +79,17 @@ def test_dapt_chain_end_to_end(chain_root, tmp_path):
     assert [s.run_dir for s in chain[:2]] == [fine.run_dir.resolve(), dapt.run_dir.resolve()]
     assert chain[1].strategy == "DA_L1SB" and chain[-1].init == str(chain_root / "imagenet_like.pth")
     assert all(s.kwh is not None for s in chain[:2])
+
+
+def assert_fills_a_unet_encoder(init) -> None:
+    """``init`` loads into a U-Net's encoder with zero missing keys; the decoder and head are new."""
+    from medtl.models import load_init
+    from medtl.models.unet import build_unet
+
+    report = load_init(build_unet("resnet10t", 2, in_chans=1), str(init))
+    assert report.loaded and report.missing == [] and report.mismatched == [], report.summary()
+    assert sorted({n.split(".")[0] for n in report.new}) == ["decoder", "head"]
+    assert "missing 0;" in report.summary()
 
 
 def test_truncated_strategy_exports_a_truncated_backbone(chain_root, tmp_path):

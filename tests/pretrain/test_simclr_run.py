@@ -33,13 +33,18 @@ def store(tmp_path_factory):
 
 
 def test_simclr_run_monitors_knn_and_exports_a_backbone(store, tmp_path):
-    result, exported = pretrain_simclr(config(tmp_path, [store.path], objective={"monitor": "knn_accuracy"}))
+    cfg = config(tmp_path, [store.path], epochs=3, objective={"monitor": "knn_accuracy", "knn_every": 2})
+    result, exported = pretrain_simclr(cfg)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["objective"] == "simclr" and metrics["monitor"] == "knn_accuracy"
-    assert [h["epoch"] for h in metrics["history"]] == [0, 1]
-    assert all(
-        "val_knn_accuracy" in h and "val_knn_auroc" in h and h["train_loss"] > 0 for h in metrics["history"]
-    )
+    history = metrics["history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2] and all(h["train_loss"] > 0 for h in history)
+    # k-NN every second epoch (a bank of training features queried by the validation ones); the
+    # best checkpoint is that epoch's, the others neither improve on it nor count for patience
+    assert ["val_knn_accuracy" in h for h in history] == [False, True, False]
+    assert "val_knn_auroc" in history[1] and all("val_loss" in h for h in history)
+    assert metrics["best"]["global_epoch"] == 1 and metrics["best"]["value"] == history[1]["val_knn_accuracy"]
+    assert "knn_accuracy" in metrics["val"] and "knn_auroc" in metrics["test"]  # final evaluations
     assert metrics["energy"]["kwh"] >= 0
     # the exported backbone fills a classifier with zero missing keys; the projector is apart
     model = build_model("resnet10t", 2, in_chans=1, image_size=32)
@@ -70,6 +75,29 @@ def test_views_in_workers_and_a_mixture_of_stores(store, tmp_path):
         "2.weight",
         "4.weight",
     }
+
+
+def test_a_mixture_is_drawn_anew_every_epoch(store, tmp_path, monkeypatch):
+    """The engine tells the training dataset each epoch's seed (``set_epoch``): the extra store
+    contributes its share of other images each epoch, reproducibly."""
+    from medtl.data.unlabelled import UnlabelledImages
+    from medtl.engine.trainer import epoch_seed
+
+    other = write_store(tmp_path / "other", patients=12, per_patient=2, size=32, classes=2)
+    draws: list[tuple[int, frozenset[int]]] = []
+    original = UnlabelledImages.set_epoch
+
+    def recording(self, seed):
+        original(self, seed)
+        picked = self.order[self.order[:, 0] == 1, 1]
+        draws.append((seed, frozenset(self.rows[1][picked].tolist())))
+
+    monkeypatch.setattr(UnlabelledImages, "set_epoch", recording)
+    cfg = config(tmp_path, [store.path, f"{other.path}:0.5"], epochs=2)
+    pretrain_simclr(cfg)
+    assert [seed for seed, _ in draws] == [epoch_seed(cfg.seed, 0, 0), epoch_seed(cfg.seed, 0, 1)]
+    (_, first), (_, second) = draws
+    assert 0 < len(first) < 24 and first != second  # a third of each epoch, other images each time
 
 
 def test_batch_of_one_is_refused(store, tmp_path):

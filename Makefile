@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install demo test test-all services lint test-gpu clean
+.PHONY: install demo test test-all services lint docs browser-deps check-py310 test-gpu clean
 
 install:
 	bash scripts/install.sh $(VENV)
@@ -19,7 +19,22 @@ lint: install
 	$(BIN)/hadolint Dockerfile
 	bash -n slurm/local-cluster.sh scripts/local-containers.sh
 
-test: lint
+# The documentation site (MkDocs); warnings are errors, the CLI reference is generated from the app.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Headless Chromium for the `browser` tests (Debian's package). Installed when missing and we are
+# root (CI); elsewhere the tests skip, except under CI=true where a missing browser fails them.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } \
+	  || echo "chromium not installed: browser tests will be skipped"
+
+# pyproject promises Python 3.10: compile and import-check medtl under 3.10 when the machine has it.
+check-py310:
+	bash .ci/check-py310
+
+test: lint check-py310 docs browser-deps
 	$(BIN)/pytest -q
 
 # Everything that can run on this machine: the slurm, container and slow tests too, against a private
@@ -44,4 +59,4 @@ test-gpu: install
 	$(BIN)/pytest -q -m gpu
 
 clean:
-	rm -rf demo runs .pytest_cache .ruff_cache
+	rm -rf demo runs .site .pytest_cache .ruff_cache

@@ -84,14 +84,14 @@ def main() -> None:
                 out=root / "runs",
             )
             t0 = time.monotonic()
-            result = run(config)
-            phase = result.phases[0]
-            assert phase["cached_features"] is cached
+            record = run(config).metrics
+            phase = record.phases[0]
+            assert phase.cached_features is cached
             results["cached" if cached else "through_backbone"] = {
-                "head_phase_s": phase["wall_time_s"],
+                "head_phase_s": phase.wall_time_s,
                 "run_s": time.monotonic() - t0,
-                "test_auroc": result.test["auroc"],
-                "val_auroc_last_epoch": result.history[-1]["val_auroc"],
+                "test_auroc": record.test["auroc"],
+                "val_auroc_last_epoch": record.history[-1].val["auroc"],
             }
             print(f"{'cached' if cached else 'through backbone'}: {results[list(results)[-1]]}", flush=True)
 

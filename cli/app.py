@@ -39,6 +39,13 @@ class MedtlGroup(TyperGroup):
             hint = f" ({exc.hint})" if exc.hint else ""
             err_console.print(f"[bold red]error:[/] {exc.message}{hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if os.environ.get("MEDTL_DEBUG") == "1":
+                raise
+            err_console.print(
+                "[bold red]interrupted[/] (run the same command again to continue)", highlight=False
+            )
+            raise typer.Exit(130) from None
         except PermissionError as exc:
             # Typically a container writing into a bind-mounted folder as another user.
             if os.environ.get("MEDTL_DEBUG") == "1":
@@ -100,8 +107,10 @@ class RichProgress(Progress):
     def advance(self, task: int, n: int = 1, **info: Any) -> None:
         self._bar.update(task, advance=n, info=_format_info(info))
 
-    def end(self, task: int) -> None:
+    def end(self, task: int, *, interrupted: bool = False) -> None:
         self._bar.stop_task(task)
+        if interrupted:
+            self._bar.update(task, info="interrupted")
 
     def message(self, text: str) -> None:
         self._bar.console.print(text, highlight=False)
@@ -143,10 +152,11 @@ class PlainProgress(Progress):
                 line += " " + _format_info(info)
             self._print(line)
 
-    def end(self, task: int) -> None:
+    def end(self, task: int, *, interrupted: bool = False) -> None:
         t = self._tasks.get(task)
         if t is not None:
-            self._print(f"{t['desc']}: done in {time.monotonic() - t['t0']:.1f}s")
+            how = "interrupted after" if interrupted else "done in"
+            self._print(f"{t['desc']}: {how} {time.monotonic() - t['t0']:.1f}s")
 
     def message(self, text: str) -> None:
         self._print(text)

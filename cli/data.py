@@ -87,14 +87,54 @@ def split(
 
 @app.command("check")
 def check(path: StorePath, split: SplitOpt = None) -> None:
-    """Report patients in more than one partition and duplicated images; exit code 2 on leakage."""
+    """Verify every file against the manifest; report non-finite pixels, patients in more than one
+    partition and duplicated images; exit code 2 on any of them."""
     from medtl.data.info import check_store
 
     with make_progress() as progress:
         report = check_store(path, split, progress=progress)
     console.print(f"[bold]{report.store}[/]: {report.num_samples} images", highlight=False, soft_wrap=True)
+    console.print(
+        f"checksums match the manifest: {', '.join(report.verified)}", highlight=False, soft_wrap=True
+    )
+    if report.uncovered:
+        console.print(
+            f"[yellow]not covered by any checksum[/] (a store from an older medtl; prepare it again): "
+            f"{', '.join(report.uncovered)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     split_text = report.split or "none (only duplicates are checked)"
     console.print(f"split: {split_text}", highlight=False, soft_wrap=True)
+    _print_leaks(report)
+    console.print(
+        f"{len(report.patient_leaks)} leaking patients, {len(report.duplicates)} groups of identical images "
+        f"({len(report.cross_partition_duplicates)} across partitions), "
+        f"{report.blank_images} blank images not compared, "
+        f"{len(report.nonfinite_images)} images with non-finite pixels",
+        highlight=False,
+    )
+    if report.nonfinite_images:
+        err_console.print(
+            f"[bold red]error:[/] {report.store}/images.npy: {report.nonfinite_pixels} pixels in "
+            f"{len(report.nonfinite_images)} images are NaN or infinite (first: image "
+            f"{report.nonfinite_images[0]}); prepare the store again with another normalisation",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.leakage:
+        err_console.print(
+            f"[bold red]error:[/] {report.split}: leakage between partitions "
+            f"({len(report.patient_leaks)} patients, {len(report.cross_partition_duplicates)} image groups)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.problems:
+        raise typer.Exit(2)
+    console.print("[green]no leakage[/]")
+
+
+def _print_leaks(report: Any) -> None:
     if report.patient_leaks:
         table = Table("patient", "partitions (samples)", title="patients in more than one partition")
         for leak in report.patient_leaks[:_MAX_ROWS]:
@@ -112,21 +152,6 @@ def check(path: StorePath, split: SplitOpt = None) -> None:
             )
         console.print(table)
         _more(len(report.duplicates))
-    console.print(
-        f"{len(report.patient_leaks)} leaking patients, {len(report.duplicates)} groups of identical images "
-        f"({len(report.cross_partition_duplicates)} across partitions), "
-        f"{report.blank_images} blank images not compared",
-        highlight=False,
-    )
-    if report.leakage:
-        err_console.print(
-            f"[bold red]error:[/] {report.split}: leakage between partitions "
-            f"({len(report.patient_leaks)} patients, {len(report.cross_partition_duplicates)} image groups)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(2)
-    console.print("[green]no leakage[/]")
 
 
 def _print_info(summary: dict[str, Any], header: bool = True) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
 from medtl_cli.app import console, load_cli_settings, make_progress
 from medtl_cli.options import BatchSizeOpt, DataOpt, DeviceOpt, SeedOpt, WorkersOpt
+
+if TYPE_CHECKING:
+    from medtl.objectives.base import PartitionMetrics
 
 RunArg = Annotated[Path, typer.Argument(help="run directory (runs/<run id>)")]
 PartitionOpt = Annotated[
@@ -35,9 +38,14 @@ BootstrapOpt = Annotated[
     int, typer.Option("--bootstrap", help="bootstrap resamples (by patient) of the 95% CIs; 0: none")
 ]
 CheckpointOpt = Annotated[str, typer.Option("--checkpoint", help="best | last")]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option("--verify", help="hash every byte of the store first (otherwise only when new to the run)"),
+]
 NameOpt = Annotated[
     Optional[str], typer.Option("--name", help="evaluation_<name>.json (default: <store>-<split>[-<tta>])")
 ]
+# Scalars shown first, in this order.
 SCALARS = (
     "auroc",
     "accuracy",
@@ -61,6 +69,7 @@ def evaluate(
     bootstrap: BootstrapOpt = 1000,
     checkpoint: CheckpointOpt = "best",
     name: NameOpt = None,
+    verify: VerifyOpt = False,
     batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
@@ -86,6 +95,7 @@ def evaluate(
             num_workers=workers,
             seed=train.seed,
             name=name,
+            verify=verify,
             progress=progress,
         )
     where = "external store" if result.external else "the run's store"
@@ -104,19 +114,20 @@ def _fmt(value: Any) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def _print_metrics(metrics: dict[str, Any], title: str) -> None:
-    ci = metrics.get("ci95", {})
+def _print_metrics(metrics: PartitionMetrics, title: str) -> None:
+    ci = metrics.ci95 or {}
     table = Table("metric", "value", "95% CI", title=title)
-    for name in SCALARS:
-        if name in metrics:
-            low_high = ci.get(name)
-            table.add_row(
-                name, _fmt(metrics[name]), f"{_fmt(low_high[0])} - {_fmt(low_high[1])}" if low_high else ""
-            )
+    values = metrics.scalars()
+    # The usual order first, then whatever else the objective reports.
+    for name in [n for n in SCALARS if n in values] + [n for n in values if n not in SCALARS]:
+        low_high = ci.get(name)
+        table.add_row(
+            name, _fmt(values[name]), f"{_fmt(low_high[0])} - {_fmt(low_high[1])}" if low_high else ""
+        )
     console.print(table)
 
 
-def _print_classes(metrics: dict[str, Any]) -> None:
+def _print_classes(metrics: PartitionMetrics) -> None:
     table = Table("class", "samples", "AUROC", "precision", "recall", "F1")
     for i, name in enumerate(metrics["class_names"]):
         table.add_row(

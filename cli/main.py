@@ -21,7 +21,11 @@ from medtl_cli import (
     finetune,
     models,
     prepare,
+    pretrain,
     probe,
+    quickstart,
+    report,
+    runs,
     strategies,
     sweep,
 )
@@ -57,16 +61,20 @@ def root(
 
 
 # The workflow's order: prepare -> data -> models/strategies -> finetune -> extract/probe -> evaluate
-# -> sweep; then doctor and config.
+# -> sweep -> report; then doctor and config.
+app.command("quickstart")(quickstart.quickstart)
 app.add_typer(prepare.app, name="prepare")
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(strategies.app, name="strategies")
-app.command("finetune")(finetune.finetune)
+app.command("finetune", cls=finetune.FinetuneCommand)(finetune.finetune)
 app.command("extract")(extract.extract)
 app.command("probe")(probe.probe)
 app.command("evaluate")(evaluate.evaluate)
+app.add_typer(pretrain.app, name="pretrain")
+app.add_typer(runs.app, name="runs")
 app.add_typer(sweep.app, name="sweep")
+app.command("report")(report.report)
 app.command("doctor")(doctor.doctor)
 app.add_typer(config_cmd.app, name="config")
 

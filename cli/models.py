@@ -48,11 +48,26 @@ def list_(pattern: PatternArg = None, pretrained: PretrainedOpt = False) -> None
     console.print(f"{len(names)} backbone(s){note}", highlight=False)
 
 
+TaskOpt = Annotated[
+    str,
+    typer.Option(
+        "--task", help="classification (backbone + linear head) or segmentation (U-Net over the backbone)"
+    ),
+]
+ClassesOpt = Annotated[int, typer.Option("--classes", min=1, help="segmentation: output channels")]
+
+
 @app.command("inspect")
-def inspect(name: NameArg) -> None:
+def inspect(name: NameArg, task: TaskOpt = "classification", classes: ClassesOpt = 1) -> None:
     """Show a backbone's groups (with parameter counts), blocks, feature sizes and default config."""
+    from medtl.errors import UnknownChoiceError
     from medtl.models import backbone_info
 
+    if task not in ("classification", "segmentation"):
+        raise UnknownChoiceError("task", task, ["classification", "segmentation"])
+    if task == "segmentation":
+        _inspect_unet(name, classes)
+        return
     info = backbone_info(name)
     title = f"[bold]{info['name']}[/] ({info['source']}): {info['parameters']:,} parameters"
     console.print(title, highlight=False)
@@ -77,3 +92,30 @@ def inspect(name: NameArg) -> None:
     if weights.get("url"):
         cfg.add_row("from", weights["url"])
     console.print(cfg)
+
+
+def _inspect_unet(name: str, classes: int) -> None:
+    """The U-Net over ``name``: groups with parameter counts, the maps its decoder reads, the head groups."""
+    from medtl.models.unet import unet_info
+
+    info = unet_info(name, classes)
+    console.print(
+        f"[bold]U-Net over {info['name']}[/]: {info['parameters']:,} parameters, {info['decoder']} decoder "
+        f"of {info['levels']} levels (widths {', '.join(map(str, info['decoder_channels']))})",
+        highlight=False,
+    )
+    table = Table("group", "parameters", "role")
+    skips = ", ".join(f"1/{r}" for r in info["skips"] if r is not None) or "none"
+    for group, count in info["groups"].items():
+        role = {
+            "decoder": f"new; skips at {skips}",
+            "head": f"new; 3x3 conv {info['decoder_channels'][-1]} -> {classes}",
+        }.get(group, "encoder")
+        table.add_row(group, f"{count:,}", role)
+    console.print(table)
+    maps = ", ".join(f"{c}@1/{r}" for c, r in zip(info["map_channels"], info["map_reductions"]))
+    console.print(f"encoder maps (channels@reduction): {maps}", highlight=False)
+    console.print(
+        f"a head-only phase (strategy selector 'head') trains: {', '.join(info['head_groups'])}",
+        highlight=False,
+    )

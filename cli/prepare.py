@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from medtl_cli.app import load_cli_settings, make_progress, new_app
-from medtl_cli.options import DtypeOpt, OverwriteOpt, SeedOpt, StrictOpt, WorkersOpt
+from medtl_cli.options import DtypeOpt, OverwriteOpt, SeedOpt, StrictOpt, WaitOpt, WorkersOpt
 
 app = new_app("Convert raw datasets into a medtl store (memory-mapped arrays, manifest, samples.csv).")
 phantom_app = new_app("Write synthetic raw datasets in a source's layout (for demos and tests).")
@@ -61,6 +61,7 @@ def brats(
     dtype: DtypeOpt = None,
     strict: StrictOpt = None,
     overwrite: OverwriteOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """BraTS 2020/2021 subject folders -> 2-D slices with grade, tumour or segmentation labels."""
     from medtl.io.converters.brats import BratsOptions, convert_brats
@@ -85,6 +86,7 @@ def brats(
             workers=settings.workers,
             strict=settings.strict,
             overwrite=overwrite,
+            wait=wait,
             progress=progress,
         )
 
@@ -96,6 +98,7 @@ def phantom_brats(
     shape: Annotated[tuple[int, int, int], typer.Option(help="volume shape X Y Z")] = (240, 240, 155),
     seed: SeedOpt = None,
     overwrite: OverwriteOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """A synthetic BraTS 2020 dataset (NIfTI t1/t1ce/t2/flair/seg, name_mapping.csv), seeded."""
     from medtl.io.converters.phantom import write_phantom_brats
@@ -107,6 +110,7 @@ def phantom_brats(
             shape=shape,
             seed=0 if seed is None else seed,
             overwrite=overwrite,
+            wait=wait,
             progress=progress,
         )
 
@@ -141,6 +145,7 @@ def _convert_2d(
     dtype: str | None,
     strict: bool | None,
     overwrite: bool,
+    wait: bool = False,
     **options: Any,
 ) -> None:
     """Call a 2-D converter with the resolved [prepare] settings and a progress bar."""
@@ -152,6 +157,7 @@ def _convert_2d(
             workers=settings.workers,
             strict=settings.strict,
             overwrite=overwrite,
+            wait=wait,
             progress=progress,
             **options,
         )
@@ -171,6 +177,7 @@ def ce_mri(
     dtype: DtypeOpt = None,
     strict: StrictOpt = None,
     overwrite: OverwriteOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Figshare CE-MRI brain-tumour .mat (v7.3) files, searched recursively; each by its own label."""
     from medtl.io.converters.ce_mri import convert_ce_mri
@@ -187,6 +194,7 @@ def ce_mri(
         dtype=dtype,
         strict=strict,
         overwrite=overwrite,
+        wait=wait,
     )
 
 
@@ -204,6 +212,7 @@ def folder(
     dtype: DtypeOpt = None,
     strict: StrictOpt = None,
     overwrite: OverwriteOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Class folders (PNG, JPEG, TIFF, BMP, DICOM); several roots (Training Testing) are merged."""
     from medtl.io.converters.folder import convert_folder
@@ -222,6 +231,7 @@ def folder(
         dtype=dtype,
         strict=strict,
         overwrite=overwrite,
+        wait=wait,
     )
 
 
@@ -252,6 +262,7 @@ def label_list(
     dtype: DtypeOpt = None,
     strict: StrictOpt = None,
     overwrite: OverwriteOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """ChestX-ray14 lists / Data_Entry_2017.csv, CheXpert CSV, or a simple name,label CSV."""
     from medtl.io.converters.label_list import convert_label_list
@@ -274,6 +285,7 @@ def label_list(
         dtype=dtype,
         strict=strict,
         overwrite=overwrite,
+        wait=wait,
     )
 
 
@@ -304,6 +316,7 @@ def seg(
     dtype: DtypeOpt = None,
     strict: StrictOpt = None,
     overwrite: OverwriteOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Image/mask pairs from mask folders, a pairs CSV or SIIM run-length encodings."""
     from medtl.io.converters.seg_pairs import convert_seg_pairs
@@ -327,4 +340,5 @@ def seg(
         dtype=dtype,
         strict=strict,
         overwrite=overwrite,
+        wait=wait,
     )

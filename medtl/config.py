@@ -26,6 +26,19 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+
+class ByContent:
+    """Field metadata, ``Annotated[Path, BY_CONTENT]``: the field names a file or directory (a store,
+    a split or strategy file, a checkpoint or run directory, cached embeddings) that a run id holds
+    by its *content*, not by where it lies; ``medtl.engine.run_config`` resolves every such field,
+    in a RunConfig and in its objective's section, the same way."""
+
+    def __repr__(self) -> str:
+        return "BY_CONTENT"
+
+
+BY_CONTENT = ByContent()
+
 ENV_PREFIX = "MEDTL_"
 ENV_DELIMITER = "__"
 DEFAULT_CONFIG_FILE = "medtl.toml"
@@ -43,11 +56,14 @@ class DataSettings(BaseModel):
 
 
 class TrainSettings(BaseModel):
+    """Defaults of a run that a user sets once; ``medtl.engine.RunConfig`` takes these fields (default,
+    bounds, description) from here, so the two cannot drift apart."""
+
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where training runs")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes")
-    batch_size: int = Field(32, ge=1, description="samples per optimisation step (before accumulation)")
+    batch_size: int = Field(32, ge=1, description="samples per forward pass on each process")
     runs_dir: Path = Field(Path("runs"), description="where run directories are created")
-    seed: int = Field(0, description="seed of a run")
+    seed: int = Field(0, description="seed of the run (splits' few-shot subset, init, order, augmentation)")
 
 
 class PathSettings(BaseModel):

@@ -43,6 +43,20 @@ class OutputExistsError(MedtlError):
         self.path = Path(path)
 
 
+class OutputError(MedtlError):
+    """An output cannot be written: it would destroy an input or something medtl did not write, its
+    directory is read-only, or the disk is full."""
+
+    def __init__(self, path: str | Path, problem: str, *, hint: str | None = None) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}", hint=hint)
+
+
+class BusyError(OutputError):
+    """Another medtl command holds the output (a store being prepared, a run being trained)."""
+
+
 class ConfigError(MedtlError):
     """Settings, RunConfig or a strategy definition is invalid."""
 

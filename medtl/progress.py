@@ -21,8 +21,8 @@ class Progress:
     def advance(self, task: int, n: int = 1, **info: Any) -> None:
         """Advance a task by n steps; info holds values to show (loss, metric)."""
 
-    def end(self, task: int) -> None:
-        """Finish a task."""
+    def end(self, task: int, *, interrupted: bool = False) -> None:
+        """Finish a task; ``interrupted`` when it stopped before its end (an error, Ctrl-C)."""
 
     def message(self, text: str) -> None:
         """A line for the user (load reports, skip summaries)."""

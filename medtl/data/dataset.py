@@ -25,6 +25,15 @@ from medtl.io.store import Store
 Target = Literal["label", "mask"]
 
 
+def label_targets(store: Store, rows: np.ndarray) -> np.ndarray:
+    """The labels of store ``rows`` as targets: int64 (N,) class indices for a classification store,
+    float32 (N, K) indicators for a multilabel one (-1: unknown)."""
+    labels = np.asarray(store.labels[rows])
+    if store.task == "classification":
+        return labels.reshape(len(rows)).astype(np.int64)
+    return labels.astype(np.float32)
+
+
 class StoreDataset(Dataset):
     """Items ``(image, target)`` of a store, optionally restricted to ``indices``.
 
@@ -114,10 +123,7 @@ class StoreDataset(Dataset):
         store = self.store
         if self.target == "mask":
             return torch.from_numpy(np.asarray(store.masks[rows]).astype(np.int64))
-        labels = np.asarray(store.labels[rows])
-        if self.task == "classification":
-            return torch.from_numpy(labels.reshape(len(rows)).astype(np.int64))
-        return torch.from_numpy(labels.astype(np.float32))
+        return torch.from_numpy(label_targets(store, rows))
 
     def _apply(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.target == "mask":
@@ -165,11 +171,14 @@ def make_loader(
     pin_memory: bool = False,
     persistent_workers: bool = False,
     worker_init_fn: Callable[[int], None] | None = None,
+    dicts: bool = False,
 ) -> DataLoader | _FinishedBatches:
     """A DataLoader that fetches whole batches with ``StoreDataset.batch``: no per-item collation,
     one memory-map read and (for evaluation transforms) one transform call per batch.
 
-    ``sampler`` (sample order) takes the place of ``shuffle``/``generator`` when given."""
+    ``sampler`` (sample order) takes the place of ``shuffle``/``generator`` when given. With
+    ``dicts`` each batch is a dict ``{"image", "target", "index"}`` (store rows), as the engine's
+    objectives read them; otherwise an ``(images, targets)`` pair."""
     keep_large_buffers_in_heap()
     # With a deterministic batch transform the workers only read rows; sending them in the store's
     # dtype and converting here moves 3-8x fewer bytes between processes than float32 batches.
@@ -179,7 +188,7 @@ def make_loader(
     else:
         base = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     loader = DataLoader(
-        _Batches(dataset, stored=deferred),
+        _Batches(dataset, stored=deferred, dicts=dicts),
         batch_size=None,
         sampler=BatchSampler(base, batch_size, drop_last),
         num_workers=num_workers,
@@ -187,34 +196,43 @@ def make_loader(
         persistent_workers=persistent_workers and num_workers > 0,
         worker_init_fn=worker_init_fn if num_workers > 0 else None,
     )
-    return _FinishedBatches(loader, dataset) if deferred else loader
+    return _FinishedBatches(loader, dataset, dicts=dicts) if deferred else loader
 
 
 class _Batches(Dataset):
     """Indexing by a list of items gives a batch (what a BatchSampler with batch_size=None asks for)."""
 
-    def __init__(self, dataset: StoreDataset, stored: bool = False) -> None:
-        self.dataset, self.stored = dataset, stored
+    def __init__(self, dataset: StoreDataset, stored: bool = False, dicts: bool = False) -> None:
+        self.dataset, self.stored, self.dicts = dataset, stored, dicts
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dataset.stored_batch(items) if self.stored else self.dataset.batch(items)
+    def __getitem__(self, items: list[int]) -> Any:
+        pair = self.dataset.stored_batch(items) if self.stored else self.dataset.batch(items)
+        if not self.dicts:
+            return pair
+        rows = torch.from_numpy(self.dataset.indices[np.asarray(items, dtype=np.int64)])
+        return {"image": pair[0], "target": pair[1], "index": rows}
 
 
 class _FinishedBatches:
     """Iterates a DataLoader of ``stored_batch`` results and finishes each batch in this process."""
 
-    def __init__(self, loader: DataLoader, dataset: StoreDataset) -> None:
-        self.loader, self.dataset = loader, dataset
+    def __init__(self, loader: DataLoader, dataset: StoreDataset, dicts: bool = False) -> None:
+        self.loader, self.dataset, self.dicts = loader, dataset, dicts
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
-        for stored, targets in self.loader:
-            yield self.dataset.finish_batch(stored, targets)
+        if not self.dicts:
+            for stored, targets in self.loader:
+                yield self.dataset.finish_batch(stored, targets)
+            return
+        for batch in self.loader:
+            image, target = self.dataset.finish_batch(batch["image"], batch["target"])
+            yield {**batch, "image": image, "target": target}
 
     def __getattr__(self, name: str) -> Any:  # sampler, batch_sampler, num_workers, ...
         return getattr(self.loader, name)

@@ -1,4 +1,9 @@
-"""What is in a store (``medtl data info``) and whether its split is sound (``medtl data check``)."""
+"""What is in a store (``medtl data info``) and whether it and its split are sound (``medtl data check``).
+
+``data info`` verifies the store quickly (sizes, headers, labels and samples.csv against the
+manifest); ``data check`` verifies every byte of every file, counts non-finite pixels and looks for
+patients in more than one partition and images stored more than once.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from medtl.data.splits import PARTITIONS, Split, default_split_path, load_split, mask_present
+from medtl.data.splits import (
+    PARTITIONS,
+    Split,
+    default_split_path,
+    load_split,
+    mask_present,
+    patient_leaks,
+)
 from medtl.io.store import Store
 from medtl.progress import NULL_PROGRESS, Progress
 
@@ -50,8 +62,12 @@ def _resolve_split(store: Store, split_path: str | Path | None) -> tuple[Split |
 
 
 def store_info(path: str | Path, split_path: str | Path | None = None) -> dict[str, Any]:
-    """Summary of a store and, when a split file is given or sits beside it, of its partitions."""
+    """Summary of a store and, when a split file is given or sits beside it, of its partitions.
+
+    The store is verified quickly first (``Store.verify(quick=True)``).
+    """
     store = Store(path)
+    store.verify(quick=True)
     manifest = store.manifest
     patients = store.patient_ids
     present = mask_present(store) if store.task == "segmentation" and store.masks is not None else None
@@ -101,6 +117,10 @@ class CheckReport:
     patient_leaks: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     blank_images: int = 0
+    nonfinite_images: list[int] = field(default_factory=list)  # indices of images with NaN/Inf pixels
+    nonfinite_pixels: int = 0
+    verified: list[str] = field(default_factory=list)  # files whose checksum matched the manifest
+    uncovered: list[str] = field(default_factory=list)  # files no checksum covers (older stores)
 
     @property
     def cross_partition_duplicates(self) -> list[dict[str, Any]]:
@@ -109,6 +129,11 @@ class CheckReport:
     @property
     def leakage(self) -> bool:
         return bool(self.patient_leaks or self.cross_partition_duplicates)
+
+    @property
+    def problems(self) -> bool:
+        """Leakage or pixels that are not finite: ``data check`` exits with code 2."""
+        return self.leakage or bool(self.nonfinite_images)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,11 +144,24 @@ class CheckReport:
             "patient_leaks": self.patient_leaks,
             "duplicates": self.duplicates,
             "blank_images": self.blank_images,
+            "nonfinite_images": self.nonfinite_images,
+            "nonfinite_pixels": self.nonfinite_pixels,
+            "verified": self.verified,
+            "uncovered": self.uncovered,
         }
 
 
-def image_hashes(store: Store, *, progress: Progress = NULL_PROGRESS) -> tuple[list[bytes], np.ndarray]:
-    """A digest of each image's bytes, and which images are blank (one value everywhere).
+@dataclass
+class ImageScan:
+    """What one pass over the images found (see ``scan_images``)."""
+
+    digests: list[bytes]
+    blank: np.ndarray  # one value everywhere
+    nonfinite: np.ndarray  # pixels that are NaN or +-Inf, per image
+
+
+def scan_images(store: Store, *, progress: Progress = NULL_PROGRESS) -> ImageScan:
+    """A digest of each image's bytes, which images are blank, and their non-finite pixel counts.
 
     Reads the memory map in chunks so memory does not grow with the store.
     """
@@ -132,27 +170,33 @@ def image_hashes(store: Store, *, progress: Progress = NULL_PROGRESS) -> tuple[l
     chunk = max(1, _HASH_CHUNK_BYTES // row_bytes)
     digests: list[bytes] = []
     blank = np.empty(len(images), dtype=bool)
+    nonfinite = np.zeros(len(images), dtype=np.int64)
+    floating = images.dtype.kind == "f"
     task = progress.start("hashing images", total=len(images))
     for start in range(0, len(images), chunk):
         block = np.ascontiguousarray(images[start : start + chunk])
         flat = block.reshape(len(block), -1)
         blank[start : start + len(block)] = (flat == flat[:, :1]).all(axis=1)
+        if floating:
+            nonfinite[start : start + len(block)] = (~np.isfinite(flat)).sum(axis=1)
         digests.extend(hashlib.blake2b(memoryview(row), digest_size=16).digest() for row in block)
         progress.advance(task, len(block))
     progress.end(task)
-    return digests, blank
+    return ImageScan(digests, blank, nonfinite)
 
 
 def check_store(
     path: str | Path, split_path: str | Path | None = None, *, progress: Progress = NULL_PROGRESS
 ) -> CheckReport:
-    """Find patients in more than one partition and images stored more than once.
+    """Verify every file of the store, then find non-finite pixels, patients in more than one
+    partition and images stored more than once.
 
-    Uses ``split_path`` or the default split file beside the store; without a split only
-    duplicates are reported. Blank images (e.g. empty slices) are identical by nature and are
-    counted, not reported as duplicates.
+    A file that does not match the manifest is a StoreError naming it. Uses ``split_path`` or the
+    default split file beside the store; without a split only duplicates are reported. Blank images
+    (e.g. empty slices) are identical by nature and are counted, not reported as duplicates.
     """
     store = Store(path)
+    store.verify(progress=progress)
     split, split_file = _resolve_split(store, split_path)
     part_of = np.full(len(store), _NO_PARTITION, dtype=object)
     if split is not None:
@@ -160,20 +204,16 @@ def check_store(
             part_of[split.partitions[name]] = name
     patients = store.patient_ids
     report = CheckReport(str(store.path), None if split_file is None else str(split_file), len(store))
+    report.verified, report.uncovered = list(store.checksums), store.uncovered
 
     if split is not None:
-        where: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for pid, part in zip(patients, part_of):
-            if pid and part != _NO_PARTITION:
-                where[pid][part] += 1
-        report.patient_leaks = [
-            {"patient": pid, "partitions": dict(parts)}
-            for pid, parts in sorted(where.items())
-            if len(parts) > 1
-        ]
+        report.patient_leaks = patient_leaks(patients, split.partitions)
 
-    digests, blank = image_hashes(store, progress=progress)
+    scan = scan_images(store, progress=progress)
+    digests, blank = scan.digests, scan.blank
     report.blank_images = int(blank.sum())
+    report.nonfinite_images = [int(i) for i in np.flatnonzero(scan.nonfinite)]
+    report.nonfinite_pixels = int(scan.nonfinite.sum())
     same: dict[bytes, list[int]] = defaultdict(list)
     for i, digest in enumerate(digests):
         if not blank[i]:

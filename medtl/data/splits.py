@@ -2,8 +2,8 @@
 
 Every split keeps all samples of a patient in one partition (slices of one BraTS volume, views of
 one ChestX-ray14 patient), so no patient is seen in training and evaluation. Splits are written to a
-JSON file next to the store, tied to it by the store's checksum; ``load_split`` refuses a split made
-for another store.
+JSON file next to the store, tied to it by the store's content checksum (images, labels, masks and
+patients); ``load_split`` refuses a split made for another store or for an earlier version of this one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from medtl.errors import ConfigError, InputError, OutputExistsError, StoreError
+from medtl.errors import ConfigError, InputError, OutputError, OutputExistsError, StoreError
+from medtl.io.paths import enclosing_store, read_json_format, write_errors
 from medtl.io.store import Store
 
 SPLIT_FORMAT = "medtl-split"
@@ -52,21 +53,37 @@ class Split:
         """Write the split file atomically.
 
         Rewriting an identical split is allowed (rerunning the same command); replacing a different
-        one needs ``overwrite`` because finished runs may refer to it.
+        one needs ``overwrite`` because finished runs may refer to it, and ``overwrite`` replaces only
+        a split file. A split file is never written inside a store (or over one of its files).
         """
         path = Path(path)
+        store = enclosing_store(path)
+        if store is not None:
+            raise OutputError(
+                path,
+                f"is or lies inside the store {store}; split files go beside a store, never inside it",
+                hint=f"leave --out out to write {default_split_path(store)}",
+            )
         text = json.dumps(self.to_json(), indent=1) + "\n"
-        if path.exists() and not overwrite:
+        if path.is_dir():
+            raise OutputError(path, "is a directory; --out names the split file to write")
+        if path.exists():
             try:
-                same = path.read_text() == text
-            except OSError:
-                same = False
-            if not same:
-                raise OutputExistsError(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+                current = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                current = None
+            if current != text:
+                if not overwrite:
+                    raise OutputExistsError(path)
+                if read_json_format(path) != SPLIT_FORMAT:
+                    raise OutputError(
+                        path, "is not a medtl split file; --overwrite replaces only a split file"
+                    )
+        with write_errors(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
         return path
 
 
@@ -123,12 +140,62 @@ def _store_meta(store: Store) -> dict[str, Any]:
     return {"store": {"path": str(store.path.resolve()), "checksum": store.checksum}}
 
 
+def patient_leaks(patient_ids: np.ndarray, partitions: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Patients with samples in more than one partition: ``{"patient", "partitions": {name: n}}``,
+    sorted by patient id. Samples without a patient id are their own patient and never leak."""
+    where: dict[str, dict[str, int]] = {}
+    for name, idx in partitions.items():
+        ids, counts = np.unique(np.asarray(patient_ids, dtype=object)[idx].astype(str), return_counts=True)
+        for pid, n in zip(ids.tolist(), counts.tolist()):
+            if pid:
+                where.setdefault(pid, {})[name] = int(n)
+    return [{"patient": p, "partitions": parts} for p, parts in sorted(where.items()) if len(parts) > 1]
+
+
 def _check_unique_patients(partitions: dict[str, np.ndarray], groups: np.ndarray) -> None:
     seen: dict[int, str] = {}
     for name, idx in partitions.items():
         for g in np.unique(groups[idx]):
             if seen.setdefault(int(g), name) != name:  # a bug, not a user error
                 raise RuntimeError(f"patient group {g} in both {seen[int(g)]} and {name}")
+
+
+def _class_presence(store: Store, idx: np.ndarray) -> np.ndarray | None:
+    """Samples (classification) or positives (multi-label) per class in ``idx``; None otherwise."""
+    labels = store.labels
+    if labels is None or store.task == "segmentation":
+        return None
+    values = np.asarray(labels)[idx]
+    if store.task == "classification":
+        return np.bincount(values.reshape(-1).astype(np.int64), minlength=store.num_classes)
+    return (values > 0.5).sum(axis=0)
+
+
+def check_training_part(store: Store, partitions: dict[str, np.ndarray]) -> None:
+    """Refuse a split whose training part is empty or lacks a class the store has.
+
+    A model cannot learn a class it never sees in training; its val/test samples would be scored as
+    if it could. The message gives the class's samples per partition.
+    """
+    if len(partitions["train"]) == 0:
+        raise InputError(store.path, "the split leaves no samples for training")
+    counts = {name: _class_presence(store, idx) for name, idx in partitions.items()}
+    if counts["train"] is None:
+        return
+    missing = [
+        k
+        for k in range(store.num_classes)
+        if counts["train"][k] == 0 and any(c[k] for c in counts.values() if c is not None)
+    ]
+    if missing:
+        k = missing[0]
+        where = ", ".join(f"{name} {int(c[k])}" for name, c in counts.items() if c is not None)
+        others = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(
+            store.path,
+            f"the split leaves class '{store.class_names[k]}' out of training ({where} samples){others}",
+            hint="use smaller --val/--test fractions or fewer folds; the store has too few patients of it",
+        )
 
 
 # -- k-fold -----------------------------------------------------------------------------------------
@@ -151,6 +218,12 @@ def make_kfold_split(
             raise ConfigError(f"{name} {fold} does not exist with {folds} folds (0..{folds - 1})")
     if val_fold is not None and val_fold == test_fold:
         raise ConfigError(f"val fold and test fold must differ (both {val_fold})")
+    held_out = (val_fold is not None) + (test_fold is not None)
+    if folds - held_out < 1:
+        raise ConfigError(
+            f"{folds} folds with a validation and a test fold leave no fold for training; "
+            f"use --folds {held_out + 1} or more, or --test-fold -1"
+        )
 
     groups = patient_groups(store)
     num_patients = int(groups.max()) + 1 if len(groups) else 0
@@ -182,6 +255,7 @@ def make_kfold_split(
     train = np.flatnonzero((fold_of != val_fold) & (fold_of != test_fold))
     partitions = {"train": train, "val": val, "test": test}
     _check_unique_patients(partitions, groups)
+    check_training_part(store, partitions)
     return Split(
         partitions,
         {
@@ -250,14 +324,19 @@ def make_fraction_split(store: Store, *, val: float = 0.1, test: float = 0.2, se
             part = int(np.argmax(target - have + tie_break))
             assign[p] = part
             have[part] += sizes[p]
-    # Tiny stores: make sure every requested partition got a patient, taking the smallest from train.
+    # Tiny stores: make sure every requested partition got a patient, taking the smallest from train,
+    # preferably one whose stratum keeps another patient in train.
     for part in (1, 2):
         if fractions[part] > 0 and not (assign == part).any():
             donors = np.flatnonzero(assign == 0)
-            assign[donors[np.argmin(sizes[donors])]] = part
+            in_train = np.bincount(patient_stratum[donors], minlength=patient_stratum.max() + 1)
+            spare = donors[in_train[patient_stratum[donors]] > 1]
+            pool = spare if spare.size else donors
+            assign[pool[np.argmin(sizes[pool])]] = part
     sample_part = assign[groups]
     partitions = {name: np.flatnonzero(sample_part == i) for i, name in enumerate(PARTITIONS)}
     _check_unique_patients(partitions, groups)
+    check_training_part(store, partitions)
     return Split(
         partitions,
         {
@@ -299,6 +378,29 @@ def few_shot(split: Split, store: Store, fraction: float, seed: int = 0) -> Spli
 
 
 # -- loading ----------------------------------------------------------------------------------------
+def _check_split_store(path: Path, recorded: Any, store: Store) -> None:
+    """Refuse a split made for other content: another store, or this one prepared again with other
+    images, labels or patients (the checksum covers all of them)."""
+    recorded = recorded if isinstance(recorded, dict) else {}
+    if recorded.get("checksum") == store.checksum:
+        return
+    hint = f"run `medtl data split {store.path}` to make one for this store"
+    if recorded.get("checksum") == store.checksums.get("images.npy"):
+        raise StoreError(
+            path,
+            "split file predates splits tied to the store's labels and patients (it names the images' "
+            "checksum only), so it cannot be vouched for",
+            hint=hint + " (the same options and seed give the same partitions)",
+        )
+    where = recorded.get("path", "unknown")
+    if where == str(store.path.resolve()):
+        problem = "split file was made for an earlier version of this store (its images, labels or "
+        problem += "patients changed since)"
+    else:
+        problem = f"split file was made for another store ({where}), not {store.path}"
+    raise StoreError(path, problem, hint=hint)
+
+
 def load_split(path: str | Path, store: Store) -> Split:
     """Read a split file and check that it belongs to ``store`` and fits it."""
     path = Path(path)
@@ -314,13 +416,7 @@ def load_split(path: str | Path, store: Store) -> Split:
         raise StoreError(
             path, f"split format {data['format_version']} is newer than this medtl understands; upgrade medtl"
         )
-    recorded = data.get("store") or {}
-    if recorded.get("checksum") != store.checksum:
-        raise StoreError(
-            path,
-            f"split file was made for another store ({recorded.get('path', 'unknown')}), not {store.path}",
-            hint=f"run `medtl data split {store.path}` to make one for this store",
-        )
+    _check_split_store(path, data.get("store"), store)
     try:
         partitions = {
             name: np.asarray(data["partitions"].get(name, []), dtype=np.int64) for name in PARTITIONS
@@ -353,8 +449,11 @@ def split_store(
     overwrite: bool = False,
 ) -> tuple[Split, Path]:
     """Make a k-fold split (or a fraction split when ``val`` or ``test`` is given), optionally a
-    few-shot subset of its training part, and write it (default: ``<store>.split.json``)."""
+    few-shot subset of its training part, and write it (default: ``<store>.split.json``).
+
+    The labels and patients it splits by are verified against the manifest first."""
     store = Store(store_path)
+    store.verify(quick=True)
     if fraction is not None and not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
     if val is not None or test is not None:

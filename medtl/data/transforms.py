@@ -28,6 +28,8 @@ AUGMENT_PRESETS: dict[str, tuple[str, ...]] = {
 }
 # Augmentations that run on whole batches on the device (see batch_augment).
 BATCH_AUGMENTATIONS = ("hflip", "vflip", "intensity")
+# ... and those that can too when asked (``geometric``): one affine warp per image, masks by nearest.
+BATCH_GEOMETRY = ("crop", "rotate")
 NORMALISATIONS = ("imagenet", "clip", "half", "minmax", "none")
 NORMALISATION_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
@@ -67,10 +69,14 @@ def has_augmentation(augment: str | Sequence[str] | None) -> bool:
     return bool(parse_augment(augment))
 
 
-def split_augment(augment: str | Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """(loader part, batch part): what the DataLoader must do and what ``batch_augment`` can do."""
+def split_augment(
+    augment: str | Sequence[str] | None, *, geometric: bool = False
+) -> tuple[list[str], list[str]]:
+    """(loader part, batch part): what the DataLoader must do and what ``batch_augment`` can do;
+    ``geometric`` moves crop and rotation to the batch part too (segmentation warps masks along)."""
     names = parse_augment(augment)
-    return [n for n in names if n not in BATCH_AUGMENTATIONS], [n for n in names if n in BATCH_AUGMENTATIONS]
+    on_batch = BATCH_AUGMENTATIONS + (BATCH_GEOMETRY if geometric else ())
+    return [n for n in names if n not in on_batch], [n for n in names if n in on_batch]
 
 
 def normalisation_stats(normalise: str, channels: int) -> tuple[list[float], list[float]] | None:
@@ -229,20 +235,65 @@ def build_transforms(
     return pipeline
 
 
+def _random_affine(
+    names: Sequence[str], shape: torch.Size, generator: torch.Generator | None, device: Any
+) -> torch.Tensor | None:
+    """(B, 2, 3) affine matrices (output -> input, normalised coordinates) of a random resized crop
+    (``CROP_SCALE``, ``CROP_RATIO``) and a rotation within ``ROTATION_DEGREES``, one per image."""
+    if not any(n in names for n in BATCH_GEOMETRY):
+        return None
+    n, height, width = shape[0], shape[-2], shape[-1]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=generator, device=device)
+
+    theta = torch.zeros(n, 2, 3, device=device)
+    sx = sy = torch.ones(n, device=device)
+    if "crop" in names:
+        area = uniform(*CROP_SCALE)
+        ratio = torch.exp(uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])))
+        sx, sy = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
+        theta[:, 0, 2], theta[:, 1, 2] = uniform(-1, 1) * (1 - sx), uniform(-1, 1) * (1 - sy)
+    angle = (
+        uniform(-ROTATION_DEGREES, ROTATION_DEGREES) if "rotate" in names else torch.zeros(n, device=device)
+    )
+    cos, sin = torch.cos(torch.deg2rad(angle)), torch.sin(torch.deg2rad(angle))
+    # A rotation in pixels, expressed in coordinates normalised per side (non-square images stay true).
+    theta[:, 0, 0], theta[:, 0, 1] = cos * sx, -sin * sy * height / width
+    theta[:, 1, 0], theta[:, 1, 1] = sin * sx * width / height, cos * sy
+    return theta
+
+
+def _warp(x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
+    import torch.nn.functional as TF
+
+    grid = TF.affine_grid(theta.to(torch.float32), list(x.shape), align_corners=False)
+    out = TF.grid_sample(x.float(), grid, mode=mode, padding_mode="zeros", align_corners=False)
+    return out.to(x.dtype)
+
+
 def batch_augment(
     images: torch.Tensor,
     augment: str | Sequence[str] | None,
     generator: torch.Generator | None = None,
     masks: torch.Tensor | None = None,
+    *,
+    geometric: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Random flips and intensity changes of a whole batch (B, C, H, W) where it lives (GPU).
 
-    Each image gets its own random draw. Only the batch-capable names (``BATCH_AUGMENTATIONS``)
-    act; the rest belong to the loader (``split_augment``). Masks (B, ..., H, W), when given, are
-    flipped with their images and returned too.
+    Each image gets its own random draw. Only the batch-capable names (``BATCH_AUGMENTATIONS``, and
+    with ``geometric`` also crop and rotation as one affine warp per image) act; the rest belong to
+    the loader (``split_augment``). Masks (B, M, H, W), when given, move with their images (flipped,
+    warped by nearest neighbour, zero outside the image) and are returned too.
     """
     names = parse_augment(augment)
     n, device = images.shape[0], images.device
+    theta = _random_affine(names, images.shape, generator, device) if geometric else None
+    if theta is not None:
+        images = _warp(images, theta, "bilinear")
+        if masks is not None:
+            masks = _warp(masks.reshape(n, -1, *masks.shape[-2:]), theta, "nearest").reshape(masks.shape)
 
     def coin() -> torch.Tensor:
         return torch.rand(n, generator=generator, device=device) < 0.5

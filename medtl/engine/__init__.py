@@ -1,61 +1,74 @@
 """The training engine: ``run(RunConfig)`` and the tools around a finished run.
 
-Names are imported on first use (PEP 562), so ``medtl.engine.run_config`` (pydantic only) can be
-imported without torch: `medtl sweep plan` validates thousands of RunConfigs in a second.
+This is the engine's public surface; ``medtl.evaluate``, sweeps and reports use these names only.
+Names are imported on first use, so ``RunConfig`` and ``RunMetrics`` (plain pydantic models) load
+without torch; the rest imports it. (``run`` lives in ``runner``: a submodule named ``run`` would
+replace the function of that name on this package when it is first imported.)
 """
 
 from __future__ import annotations
 
-import sys
-import types
-from importlib import import_module
+import importlib
 from typing import TYPE_CHECKING, Any
 
-_EXPORTS = {
-    "LoadedRun": "medtl.engine.inference",
-    "RunConfig": "medtl.engine.run_config",
-    "RunResult": "medtl.engine.run",
-    "export_features": "medtl.engine.features",
-    "extract_features": "medtl.engine.features",
-    "load_run": "medtl.engine.inference",
-    "predict": "medtl.engine.inference",
-    "run": "medtl.engine.run",
+if TYPE_CHECKING:
+    from medtl.engine.evaluation import Evaluated, evaluate_loader
+    from medtl.engine.export import export_features
+    from medtl.engine.features import extract_features
+    from medtl.engine.guards import record_verified, verify_store
+    from medtl.engine.inference import LoadedRun, load_run
+    from medtl.engine.record import METRICS_FILE, RunMetrics
+    from medtl.engine.run_config import RunConfig
+    from medtl.engine.runner import RunResult, resolve_split, run
+    from medtl.engine.runtime import resolve_device
+    from medtl.engine.state import write_json
+
+_WHERE = {
+    "Evaluated": "evaluation",
+    "evaluate_loader": "evaluation",
+    "export_features": "export",
+    "extract_features": "features",
+    "record_verified": "guards",
+    "verify_store": "guards",
+    "LoadedRun": "inference",
+    "load_run": "inference",
+    "METRICS_FILE": "record",
+    "RunMetrics": "record",
+    "RunResult": "runner",
+    "resolve_split": "runner",
+    "run": "runner",
+    "RunConfig": "run_config",
+    "resolve_device": "runtime",
+    "write_json": "state",
 }
 
 __all__ = [
+    "METRICS_FILE",
+    "Evaluated",
     "LoadedRun",
     "RunConfig",
+    "RunMetrics",
     "RunResult",
+    "evaluate_loader",
     "export_features",
     "extract_features",
     "load_run",
-    "predict",
+    "record_verified",
+    "resolve_device",
+    "resolve_split",
     "run",
+    "verify_store",
+    "write_json",
 ]
-
-if TYPE_CHECKING:
-    from medtl.engine.features import export_features, extract_features
-    from medtl.engine.inference import LoadedRun, load_run, predict
-    from medtl.engine.run import RunResult, run
-    from medtl.engine.run_config import RunConfig
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
+    if name not in _WHERE:
         raise AttributeError(f"module 'medtl.engine' has no attribute '{name}'")
-    value = getattr(import_module(_EXPORTS[name]), name)
+    value = getattr(importlib.import_module(f"medtl.engine.{_WHERE[name]}"), name)
     globals()[name] = value
     return value
 
 
-class _Engine(types.ModuleType):
-    """Keeps ``medtl.engine.run`` the function: loading the submodule of that name sets the package
-    attribute to the module (an eager ``from medtl.engine.run import run`` used to rebind it)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Engine
+def __dir__() -> list[str]:
+    return __all__

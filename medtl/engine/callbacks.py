@@ -1,15 +1,19 @@
 """What the training loop reports as it goes: progress (epochs and batches) and TensorBoard scalars.
 
 The loop calls every callback at the same points; a callback never changes what is computed.
+``medtl.engine.run`` takes extra callbacks (tests inject faults through them, sweeps could log).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medtl.progress import NULL_PROGRESS, Progress
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class Callback:
@@ -30,15 +34,26 @@ class Callback:
     def on_phase_end(self, summary: dict[str, Any]) -> None:
         pass
 
+    def on_checkpoint(self, name: str, epochs_done: int) -> None:
+        """``checkpoints/<name>`` ("last", "best" or "resume") was written after ``epochs_done`` epochs."""
+
+    def on_epoch_committed(self, epochs_done: int) -> None:
+        """Everything of the epoch, checkpoint writes included, is done."""
+
+    def on_train_end(self, model: nn.Module) -> None:
+        """Every phase ran; ``model`` holds the last epoch's weights (on every process)."""
+
     def close(self) -> None:
         pass
 
 
 class ProgressCallback(Callback):
-    """An epoch bar per phase and a batch bar per epoch on the medtl Progress."""
+    """An epoch bar per phase and a batch bar per epoch on the medtl Progress; the epoch bar shows the
+    losses and the validation monitor."""
 
-    def __init__(self, progress: Progress = NULL_PROGRESS) -> None:
+    def __init__(self, progress: Progress = NULL_PROGRESS, monitor: str = "auroc") -> None:
         self.progress = progress
+        self._shown = ("train_loss", "val_loss", f"val_{monitor}")
         self._phase_task: int | None = None
         self._batch_task: int | None = None
         self._steps = 0
@@ -61,7 +76,7 @@ class ProgressCallback(Callback):
             self.progress.end(self._batch_task)
             self._batch_task = None
         if self._phase_task is not None:
-            info = {k: v for k, v in record.items() if k in ("train_loss", "val_loss", "val_auroc")}
+            info = {k: v for k, v in record.items() if k in self._shown}
             self.progress.advance(self._phase_task, **info)
 
     def on_phase_end(self, summary: dict[str, Any]) -> None:

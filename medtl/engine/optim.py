@@ -1,9 +1,8 @@
-"""Optimisers (including LARS, which torch lacks) and the per-phase learning-rate schedule."""
+"""Optimisers (LARS is timm's) and the per-phase learning-rate schedule."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -12,62 +11,26 @@ from torch.optim import Optimizer
 from medtl.errors import UnknownChoiceError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
-SCHEDULERS = ("cosine", "plateau", "exponential", "none")
+SCHEDULERS = ("cosine", "linear", "plateau", "exponential", "none")
 
 
-class LARS(Optimizer):
-    """Layer-wise Adaptive Rate Scaling (You et al. 2017) on top of SGD with momentum.
-
-    Each weight's step is scaled by ``trust_coefficient * ||w|| / (||g|| + wd * ||w||)``.
-    Biases and normalisation parameters (ndim <= 1) get neither weight decay nor the scaling,
-    as in the SimCLR and BYOL reference implementations.
-    """
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        trust_coefficient: float = 0.001,
-        eps: float = 1e-8,
-    ) -> None:
-        if lr <= 0:
-            raise ValueError(f"invalid learning rate {lr}")
-        defaults = dict(
-            lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient, eps=eps
-        )
-        super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if p.ndim > 1:
-                    if group["weight_decay"]:
-                        grad = grad.add(p, alpha=group["weight_decay"])
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
-                    trust = torch.where(
-                        (w_norm > 0) & (g_norm > 0),
-                        group["trust_coefficient"] * w_norm / (g_norm + group["eps"]),
-                        torch.ones_like(w_norm),
-                    )
-                    grad = grad.mul(trust)
-                state = self.state[p]
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = torch.clone(grad).detach()
-                else:
-                    buf.mul_(group["momentum"]).add_(grad)
-                p.add_(buf, alpha=-group["lr"])
-        return loss
+def lars_groups(param_groups: list[dict[str, Any]], weight_decay: float) -> list[dict[str, Any]]:
+    """Split each group for ``timm.optim.Lars``: weights (ndim > 1) get the weight decay and the
+    trust-ratio adaptation; biases and normalisation parameters (ndim <= 1) neither, as in the
+    SimCLR and BYOL reference implementations (timm adapts a group only where ``always_adapt`` or
+    its weight decay is set)."""
+    out = []
+    for group in param_groups:
+        params = list(group["params"])
+        rest = {k: v for k, v in group.items() if k != "params"}
+        weights = [p for p in params if p.ndim > 1]
+        flat = [p for p in params if p.ndim <= 1]
+        decay = rest.pop("weight_decay", weight_decay)
+        if weights:
+            out.append({**rest, "params": weights, "weight_decay": decay, "always_adapt": True})
+        if flat:
+            out.append({**rest, "params": flat, "weight_decay": 0.0, "always_adapt": False})
+    return out
 
 
 def build_optimizer(
@@ -87,15 +50,20 @@ def build_optimizer(
     if name == "sgd":
         return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "lars":
-        return LARS(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        from timm.optim import Lars
+
+        return Lars(
+            lars_groups(param_groups, weight_decay), lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
     raise UnknownChoiceError("optimizer", name, OPTIMIZERS)
 
 
 class PhaseSchedule:
-    """Learning rate of one phase: optional linear warmup, then cosine / plateau / exponential / none.
+    """Learning rate of one phase: optional linear warmup, then cosine / linear (to 0, as the Adaptor
+    and Hugging Face's ``get_linear_schedule_with_warmup``) / plateau / exponential / none.
 
     The lr of every parameter group is ``initial_lr x factor``, so per-group lr scales survive.
-    Warmup and cosine advance per optimiser step, exponential and plateau per epoch. The whole
+    Warmup, cosine and linear advance per optimiser step, exponential and plateau per epoch. The whole
     state is a few numbers, saved in the resume state.
     """
 
@@ -135,6 +103,9 @@ class PhaseSchedule:
             span = max(1, self.total_steps - self.warmup_steps)
             progress = min(1.0, (s - self.warmup_steps) / span)
             return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        if self.kind == "linear":
+            span = max(1, self.total_steps - self.warmup_steps)
+            return max(0.0, 1 - (s - self.warmup_steps) / span)
         if self.kind == "exponential":
             return self.gamma**self.epoch
         if self.kind == "plateau":

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,32 @@ def seed_everything(seed: int) -> None:
 
 
 # -- resume state ------------------------------------------------------------------------------------
+@dataclass
+class LoopState:
+    """Everything that must survive an interruption besides weights and optimiser state."""
+
+    phase_index: int = 0
+    epoch: int = -1  # last completed epoch of phase_index
+    phase_finished: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    phase_best: float | None = None
+    bad_epochs: int = 0
+    phase_wall: float = 0.0
+    phase_energy: float = 0.0
+    stopped_early: bool = False
+
+    def begin_phase(self, index: int) -> None:
+        """Start phase ``index`` afresh (not resumed)."""
+        self.phase_index, self.epoch, self.phase_finished = index, -1, False
+        self.phase_best, self.bad_epochs, self.phase_wall, self.phase_energy = None, 0, 0.0, 0.0
+        self.stopped_early = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 def save_resume(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"version": RESUME_VERSION, **state}, tmp)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +29,26 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medtl import __version__
-from medtl.data.dataset import StoreDataset
+from medtl.data.dataset import StoreDataset, label_targets
 from medtl.data.splits import PARTITIONS, default_split_path, load_split
-from medtl.engine.inference import TTA_MODES, LoadedRun, load_run, predict
-from medtl.engine.run import resolve_device, resolve_split
-from medtl.engine.state import METRICS_FILE, write_json
+from medtl.engine import (
+    LoadedRun,
+    RunMetrics,
+    evaluate_loader,
+    load_run,
+    record_verified,
+    resolve_device,
+    resolve_split,
+    verify_store,
+    write_json,
+)
 from medtl.errors import ConfigError, InputError, StoreError, UnknownChoiceError, did_you_mean
 from medtl.evaluate.corruptions import SEVERITIES, get_corruption
 from medtl.evaluate.robustness import RobustnessResult, evaluate_robustness
+from medtl.io.paths import single_component
 from medtl.io.store import Store
 from medtl.metrics import bootstrap_metrics, classification_metrics
+from medtl.objectives.base import PartitionMetrics
 from medtl.progress import NULL_PROGRESS, Progress
 
 if sys.version_info >= (3, 11):
@@ -64,7 +74,7 @@ class EvaluationResult:
     task: str
     class_names: list[str]
     num_samples: int
-    metrics: dict[str, Any]
+    metrics: PartitionMetrics
     tta: str | None = None
     class_map: dict[str, str] | None = None
     dropped: dict[str, int] = field(default_factory=dict)
@@ -84,7 +94,7 @@ class EvaluationResult:
             "class_map": self.class_map,
             "dropped": self.dropped,
             "num_samples": self.num_samples,
-            "metrics": self.metrics,
+            "metrics": self.metrics.model_dump(mode="json"),
             "robustness": None if self.robustness is None else self.robustness.to_dict(),
             "medtl_version": __version__,
         }
@@ -160,7 +170,8 @@ def match_classes(
 
 
 class _MappedTargets(Dataset):
-    """Items of a StoreDataset with their targets translated to the run's classes."""
+    """Items of a StoreDataset with their targets translated to the run's classes, as dicts
+    ``{"image", "target", "index"}`` (a DataLoader collates them into batch dicts)."""
 
     def __init__(self, dataset: StoreDataset, lookup: np.ndarray, multilabel: bool) -> None:
         # single-label: lookup[store class] = run class (-1: dropped, those samples are excluded);
@@ -170,12 +181,14 @@ class _MappedTargets(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         image, target = self.dataset[i]
+        index = torch.tensor(int(self.dataset.indices[i]), dtype=torch.int64)
         if self.multilabel:
             mapped = (target.numpy()[:, None] * self.lookup).max(axis=0)
-            return image, torch.from_numpy(mapped.astype(np.float32))
-        return image, torch.tensor(int(self.lookup[int(target)]), dtype=torch.int64)
+            return {"image": image, "target": torch.from_numpy(mapped.astype(np.float32)), "index": index}
+        mapped_label = torch.tensor(int(self.lookup[int(target)]), dtype=torch.int64)
+        return {"image": image, "target": mapped_label, "index": index}
 
 
 def _map_targets(
@@ -189,12 +202,12 @@ def _map_targets(
             lookup[names.index(external), match.run_classes.index(internal)] = 1
         columns = [loaded.class_names.index(c) for c in match.run_classes]
         # Multilabel samples stay; a dropped class loses only its positive labels (counted).
-        positives = np.asarray(store.labels[indices]) > 0.5
+        positives = label_targets(store, indices) > 0.5
         return indices, lookup, columns, {c: int(positives[:, names.index(c)].sum()) for c in match.dropped}
     lookup = np.full(len(names), -1, dtype=np.int64)
     for external, internal in match.mapping.items():
         lookup[names.index(external)] = loaded.class_names.index(internal)
-    labels = np.asarray(store.labels[indices]).reshape(-1).astype(np.int64)
+    labels = label_targets(store, indices)
     dropped = {c: int((labels == names.index(c)).sum()) for c in match.dropped}
     return indices[lookup[labels] >= 0], lookup, None, dropped
 
@@ -202,12 +215,18 @@ def _map_targets(
 # -- which samples -------------------------------------------------------------------------------
 
 
-def _training_checksum(loaded: LoadedRun) -> str | None:
-    metrics_path = loaded.run_dir / METRICS_FILE
+def _recorded(loaded: LoadedRun) -> RunMetrics | None:
+    """The run's metrics.json record (None for a run that has not finished)."""
     try:
-        return json.loads(metrics_path.read_text())["data"]["checksum"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+        return RunMetrics.load(loaded.run_dir)
+    except InputError:
+        return None
+
+
+def _training_checksum(loaded: LoadedRun) -> str | None:
+    record = _recorded(loaded)
+    if record is not None:
+        return record.data.checksum
     try:
         return Store(loaded.config.data).checksum
     except StoreError:
@@ -215,15 +234,12 @@ def _training_checksum(loaded: LoadedRun) -> str | None:
 
 
 def _run_partitions(loaded: LoadedRun, store: Store) -> dict[str, np.ndarray]:
-    """The partitions the run used on its own store, as ``medtl.engine.run`` resolved them.
+    """The partitions the run used on its own store, as ``medtl.engine.resolve_split`` resolves them.
 
     metrics.json records which split that was; a split file made after the run does not count.
     """
-    try:
-        source = json.loads((loaded.run_dir / METRICS_FILE).read_text())["data"]["split"]
-    except (OSError, ValueError, KeyError, TypeError):
-        source = None
-    return resolve_split(loaded.config, store, recorded=None if source is None else str(source))[0]
+    record = _recorded(loaded)
+    return resolve_split(loaded.config, store, recorded=None if record is None else record.data.split)[0]
 
 
 def _indices(loaded: LoadedRun, store: Store, split: str, external: bool) -> np.ndarray:
@@ -263,6 +279,75 @@ def _eval_transform(loaded: LoadedRun, store: Store):
 # -- the entry point -----------------------------------------------------------------------------
 
 
+def evaluation_path(run_dir: Path, name: str) -> Path:
+    """``<run>/evaluation_<name>.json``; a name that is not one plain file name is a ConfigError."""
+    try:
+        single_component(name, "evaluation name (--name)")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return Path(run_dir) / f"evaluation_{name}.json"
+
+
+def _check_options(
+    split: str | None,
+    bootstrap: int,
+    robustness: bool,
+    corruptions: Sequence[str] | None,
+    severities: Sequence[int],
+) -> None:
+    """Refuse bad options before the (long) evaluation, not after it."""
+    if split is not None and split not in SPLITS:
+        raise UnknownChoiceError("split", split, SPLITS)
+    if bootstrap < 0:
+        raise ConfigError(f"bootstrap resamples must be 0 or more, got {bootstrap}")
+    if robustness:
+        for corruption in corruptions or ():
+            get_corruption(corruption)
+        bad = [s for s in severities if s not in SEVERITIES]
+        if bad:
+            raise ConfigError(f"corruption severities must be 1-5, got {bad}")
+
+
+def _check_store(loaded: LoadedRun, store: Store) -> None:
+    """The store holds what the run's model reads: its kind of labels and channels."""
+    multilabel = loaded.task == "multilabel"
+    if store.task == "segmentation" or store.labels is None:
+        raise InputError(store.path, "is a segmentation store (no class labels); the run is a classifier")
+    if multilabel != (store.task == "multilabel"):
+        kinds = ("one class per sample", "multilabel")
+        raise InputError(
+            store.path, f"has {kinds[store.task == 'multilabel']} labels but the run is {kinds[multilabel]}"
+        )
+    if store.shape[0] not in (1, loaded.in_chans):
+        raise InputError(
+            store.path, f"has {store.shape[0]}-channel images; the run's model takes {loaded.in_chans}"
+        )
+
+
+def _scorer(
+    loaded: LoadedRun,
+    columns: list[int] | None,
+    *,
+    device: str,
+    tta: str | None,
+    batch_size: int | None,
+    num_workers: int | None,
+) -> Callable[[Dataset], tuple[np.ndarray, np.ndarray]]:
+    """Scores (the run's columns ``columns``) and targets of a dataset of batch-dict items, through
+    the engine's evaluation loop."""
+    dev = resolve_device(device)
+    batch = batch_size or loaded.config.batch_size
+    workers = loaded.config.num_workers if num_workers is None else num_workers
+
+    def score(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers)
+        result = evaluate_loader(loaded.objective, loaded.model, loader, device=dev, tta=tta, with_loss=False)
+        targets, scores = result.metric.data()  # type: ignore[attr-defined]
+        return (scores[:, columns] if columns is not None else scores), targets
+
+    return score
+
+
 def evaluation_name(store: Path, split: str, tta: str | None, checkpoint: str) -> str:
     parts = [store.name, split] + ([tta] if tta else []) + ([checkpoint] if checkpoint != "best" else [])
     return "-".join(parts)
@@ -285,40 +370,45 @@ def evaluate_run(
     num_workers: int | None = None,
     seed: int = 0,
     name: str | None = None,
+    verify: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> EvaluationResult:
     """Evaluate a run on a store (see the module docstring); writes ``evaluation_<name>.json``.
 
     ``split``: "train", "val", "test" or "all"; default "test" on the run's own store, "all" on an
     external one. ``tta``: None, "hflip" or "tencrop" (mean score over the views). ``bootstrap``:
-    resamples (by patient) of the 95% confidence intervals, 0 for none.
+    resamples (by patient) of the 95% confidence intervals, 0 for none. The store is verified first:
+    in full when ``verify`` or when the run has not verified this store before, else quickly.
     """
-    if split is not None and split not in SPLITS:
-        raise UnknownChoiceError("split", split, SPLITS)
-    if tta is not None and tta not in TTA_MODES:
-        raise UnknownChoiceError("test-time augmentation", tta, TTA_MODES)
-    if bootstrap < 0:
-        raise ConfigError(f"bootstrap resamples must be 0 or more, got {bootstrap}")
-    if robustness:  # fail before the (long) evaluation, not after it
-        for corruption in corruptions or ():
-            get_corruption(corruption)
-        bad = [s for s in severities if s not in SEVERITIES]
-        if bad:
-            raise ConfigError(f"corruption severities must be 1-5, got {bad}")
+    if name is not None:
+        evaluation_path(Path(run_dir), name)  # refuse a name that escapes the run before any work
+    _check_options(split, bootstrap, robustness, corruptions, severities)
     loaded = load_run(run_dir, checkpoint)
+    if tta is not None and tta not in loaded.objective.tta_modes:
+        raise UnknownChoiceError("test-time augmentation", tta, loaded.objective.tta_modes)
     store = Store(store_path)
+    if verify_store(store, loaded.run_dir, full=verify, progress=progress) == "full":
+        record_verified(store, loaded.run_dir)
+    if loaded.objective.kind == "segmentation":
+        return _evaluate_segmentation_run(
+            loaded,
+            store,
+            split=split,
+            tta=tta,
+            class_map=class_map,
+            robustness=robustness,
+            corruptions=corruptions,
+            severities=severities,
+            bootstrap=bootstrap,
+            device=device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            name=name,
+            progress=progress,
+        )
+    _check_store(loaded, store)
     multilabel = loaded.task == "multilabel"
-    if store.task == "segmentation" or store.labels is None:
-        raise InputError(store.path, "is a segmentation store (no class labels); the run is a classifier")
-    if multilabel != (store.task == "multilabel"):
-        kinds = ("one class per sample", "multilabel")
-        raise InputError(
-            store.path, f"has {kinds[store.task == 'multilabel']} labels but the run is {kinds[multilabel]}"
-        )
-    if store.shape[0] not in (1, loaded.in_chans):
-        raise InputError(
-            store.path, f"has {store.shape[0]}-channel images; the run's model takes {loaded.in_chans}"
-        )
     external = store.checksum != _training_checksum(loaded)
     split = split or ("all" if external else "test")
     source: str | Path = class_map if isinstance(class_map, (str, Path)) else store.path
@@ -333,28 +423,19 @@ def evaluate_run(
             store.path, f"no samples left to evaluate in split '{split}' after the class mapping"
         )
 
-    config = loaded.config
-    dev = resolve_device(device)
-    batch = batch_size or config.batch_size
-    workers = config.num_workers if num_workers is None else num_workers
     transform = _eval_transform(loaded, store)
-
-    def score(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-        loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers)
-        scores, targets = predict(loaded.model, loader, device=dev, tta=tta, task=loaded.task)
-        return (scores[:, columns] if columns is not None else scores), targets
-
+    score = _scorer(loaded, columns, device=device, tta=tta, batch_size=batch_size, num_workers=num_workers)
     progress.message(
         f"evaluating {loaded.run_dir.name} ({checkpoint}) on {store.path} [{split}]: {len(indices)} samples"
         + (f", dropped {', '.join(f'{c} ({n})' for c, n in dropped.items())}" if dropped else "")
     )
     scores, targets = score(_MappedTargets(StoreDataset(store, indices, transform), lookup, multilabel))
-    metrics = classification_metrics(targets, scores, loaded.task, match.run_classes)
+    values = classification_metrics(targets, scores, loaded.task, match.run_classes)
+    ci = None
     if bootstrap:
         groups = store.patient_ids[indices]
         ci = bootstrap_metrics(targets, scores, loaded.task, n=bootstrap, seed=seed, groups=groups)
-        metrics["ci95"] = {k: list(v) for k, v in ci.items()}
-
+    metrics = PartitionMetrics(num_samples=values.pop("num_samples"), values=values, ci95=ci)
     robust = None
     if robustness:
         robust = evaluate_robustness(
@@ -362,11 +443,11 @@ def evaluate_run(
             _MappedTargets(StoreDataset(store, indices, None), lookup, multilabel),
             task=loaded.task,
             class_names=match.run_classes,
+            transform=transform,
+            score_fn=score,
             corruptions=corruptions,
             severities=severities,
             seed=seed,
-            transform=transform,
-            score_fn=score,
             progress=progress,
         )
 
@@ -385,8 +466,81 @@ def evaluate_run(
         dropped=dropped,
         robustness=robust,
     )
-    result.path = (
-        loaded.run_dir / f"evaluation_{name or evaluation_name(store.path, split, tta, checkpoint)}.json"
+    result.path = evaluation_path(loaded.run_dir, name or evaluation_name(store.path, split, tta, checkpoint))
+    write_json(result.path, result.to_dict())
+    return result
+
+
+def _evaluate_segmentation_run(
+    loaded: LoadedRun,
+    store: Store,
+    *,
+    split: str | None,
+    tta: str | None,
+    class_map: object,
+    robustness: bool,
+    corruptions: Sequence[str] | None,
+    severities: Sequence[int],
+    bootstrap: int,
+    device: str,
+    batch_size: int | None,
+    num_workers: int | None,
+    seed: int,
+    name: str | None,
+    progress: Progress,
+) -> EvaluationResult:
+    """``evaluate_run`` for a segmentation run: the store must hold the run's classes as masks."""
+    from medtl.evaluate.segmentation import evaluate_segmentation
+
+    if class_map is not None:
+        raise ConfigError(
+            "class maps are for classification runs; a segmentation store must hold the run's classes"
+        )
+    loaded.objective.check_external(store)  # type: ignore[attr-defined]
+    if store.shape[0] not in (1, loaded.in_chans):
+        raise InputError(
+            store.path, f"has {store.shape[0]}-channel images; the run's model takes {loaded.in_chans}"
+        )
+    external = store.checksum != _training_checksum(loaded)
+    split = split or ("all" if external else "test")
+    indices = _indices(loaded, store, split, external)
+    if len(indices) == 0:
+        raise InputError(store.path, f"no samples to evaluate in split '{split}'")
+    checkpoint = loaded.which
+    label = name or evaluation_name(store.path, split, tta, checkpoint)
+    progress.message(
+        f"evaluating {loaded.run_dir.name} ({checkpoint}) on {store.path} [{split}]: {len(indices)} samples"
     )
+    config = loaded.config
+    metrics, robust = evaluate_segmentation(
+        loaded,
+        store,
+        indices,
+        name=label,
+        tta=tta,
+        bootstrap=bootstrap,
+        seed=seed,
+        device=resolve_device(device),
+        batch_size=batch_size or config.batch_size,
+        num_workers=config.num_workers if num_workers is None else num_workers,
+        robustness=robustness,
+        corruptions=corruptions,
+        severities=severities,
+        progress=progress,
+    )
+    result = EvaluationResult(
+        run_dir=loaded.run_dir,
+        store=store.path,
+        split=split,
+        external=external,
+        checkpoint=checkpoint,
+        task=str(loaded.task),
+        class_names=loaded.class_names,
+        num_samples=len(indices),
+        metrics=metrics,
+        tta=tta,
+        robustness=robust,
+    )
+    result.path = loaded.run_dir / f"evaluation_{label}.json"
     write_json(result.path, result.to_dict())
     return result

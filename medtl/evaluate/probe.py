@@ -9,7 +9,7 @@ Heads:
   Linear + ReLU per hidden width, then the output layer, trained with Adam (the study: lr 5e-5,
   up to 500 epochs).
 
-Outputs are those of a run of the same task (see ``medtl.engine.losses``): one logit + BCE for
+Outputs are those of a run of the same task (see ``medtl.objectives.classification``): one logit + BCE for
 binary, K logits + cross-entropy for multiclass, K logits + BCE for multilabel. Every epoch records
 train loss, validation loss and AUROC, and test AUROC (the study's curves). With ``patience``,
 training stops when validation AUROC has not improved for that many epochs and the best epoch's
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,12 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from medtl.engine.losses import TaskKind, make_loss, num_outputs, scores_from_logits
-from medtl.engine.run import resolve_device
-from medtl.engine.state import write_json
-from medtl.errors import ConfigError, InputError, OutputExistsError, UnknownChoiceError
+from medtl.engine import resolve_device, write_json
+from medtl.errors import ConfigError, InputError, UnknownChoiceError
 from medtl.io.features import FeatureSet, FeatureSplit, labels_file, load_features
+from medtl.io.paths import PROBE, guard_output, replace_dir
 from medtl.metrics.classification import auroc, classification_metrics, metric_task
+from medtl.objectives.classification import TaskKind, make_loss, num_outputs, scores_from_logits
 from medtl.progress import NULL_PROGRESS, Progress
 
 HEAD_WIDTHS: dict[str, tuple[int, ...]] = {
@@ -138,9 +137,9 @@ def _check_train_labels(features: FeatureSet, task: TaskKind) -> None:
         raise InputError(path, "holds one class only; a probe needs at least two")
 
 
-def _prepare_output(out: Path, overwrite: bool) -> Path:
-    if out.exists() and not overwrite:
-        raise OutputExistsError(out)
+def _prepare_output(out: Path, features: Path, overwrite: bool) -> Path:
+    # Inside the features directory is the default place (<features>/probe-<head>).
+    guard_output(out, PROBE, inputs=[features], overwrite=overwrite, allow_inside=True)
     tmp = out.parent / f".{out.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -179,7 +178,7 @@ def train_probe(
     task: TaskKind = metric_task(fs.task, len(fs.class_names))
     _check_train_labels(fs, task)
     out_dir = Path(out) if out is not None else fs.path / f"probe-{settings.head}"
-    tmp = _prepare_output(out_dir, overwrite)
+    tmp = _prepare_output(out_dir, fs.path, overwrite)
     try:
         if settings.head == "logreg":
             result = _train_logreg(fs, task, settings)
@@ -188,11 +187,10 @@ def train_probe(
         result.out = out_dir
         _write_curves(tmp / "curves.csv", result.curves)
         write_json(
-            tmp / "probe.json", {**result.to_dict(), "features": str(fs.path), "backbone": fs.backbone}
+            tmp / "probe.json",
+            {"format": "medtl-probe", **result.to_dict(), "features": str(fs.path), "backbone": fs.backbone},
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result

@@ -28,7 +28,8 @@ ScoreFn = Callable[[Dataset], tuple[np.ndarray, np.ndarray]]
 
 
 class CorruptedDataset(Dataset):
-    """Items ``(transform(corrupt(image)), target)`` of a dataset yielding raw ``(image, target)``."""
+    """Items ``(transform(corrupt(image)), target)`` of a dataset yielding raw ``(image, target)``; a
+    dataset of batch-dict items (``{"image": ..., ...}``) keeps its items' form."""
 
     def __init__(
         self,
@@ -47,13 +48,14 @@ class CorruptedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
-        image, target = self.dataset[i]
+    def __getitem__(self, i: int) -> Any:
+        item = self.dataset[i]
+        image, target = (item["image"], None) if isinstance(item, dict) else item
         if self.corruption is not None and self.severity:
             image = corrupt(image, self.corruption, self.severity, seed=self.seed + i)
         if self.transform is not None:
             image = self.transform(image)
-        return image, target
+        return {**item, "image": image} if isinstance(item, dict) else (image, target)
 
 
 def batch_scorer(predict_fn: PredictFn, *, batch_size: int = 32, num_workers: int = 0) -> ScoreFn:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from medtl import __version__
-from medtl.errors import InputError, OutputExistsError
+from medtl.errors import InputError
+from medtl.io.paths import FEATURES, check_replaceable, replace_dir
 
 FORMAT = "medtl-features"
 FORMAT_VERSION = 1
@@ -108,8 +108,7 @@ class FeatureWriter:
         if task not in TASKS:
             raise ValueError(f"features task must be one of {TASKS}, got '{task}'")
         self.out = Path(out)
-        if self.out.exists() and not overwrite:
-            raise OutputExistsError(self.out)
+        check_replaceable(self.out, FEATURES, overwrite=overwrite)
         self.tmp = self.out.parent / f".{self.out.name}.partial"
         self.meta: dict[str, Any] = {
             "format": FORMAT,
@@ -177,9 +176,7 @@ class FeatureWriter:
         for split in self._empty:
             np.save(features_file(self.tmp, split), np.zeros((0, self.meta["dim"]), dtype=np.float32))
         (self.tmp / META_FILE).write_text(json.dumps(self.meta, indent=2))
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        os.replace(self.tmp, self.out)
+        replace_dir(self.tmp, self.out)
         self._finished = True
         return self.out
 

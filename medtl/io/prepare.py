@@ -4,7 +4,8 @@ A converter lists its jobs (one per subject or file, each with a stable key) and
 top-level ``load(job) -> Unit`` function. ``convert`` runs the loads (in worker processes when
 ``workers > 1``), streams each unit into the StoreWriter in job order, skips units already
 written by an interrupted run, and turns ``SkipSample`` into a report entry or, with
-``strict``, into an error that leaves nothing behind.
+``strict``, into an error that leaves nothing behind. A unit whose pixels are not finite (a
+normalisation that overflowed the store's dtype) is skipped and reported, never written.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class Job:
     key: str  # stable id (subject folder, file path): what resuming skips by
     payload: Any  # what load() needs; must pickle
     path: str = ""  # file or folder to name when the job is skipped
+    files: tuple[str, ...] = ()  # the input files it reads (default: ``path``), checked on resume
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.files or ((self.path,) if self.path else ())
 
 
 @dataclass
@@ -91,6 +97,20 @@ def _results(
             yield result
 
 
+def _check_finite(unit: Unit, job: Job) -> tuple[str, Any]:
+    """("ok", unit), or ("skip", ...) when a float image holds NaN or Inf (e.g. float16 overflow)."""
+    if unit.images.dtype.kind != "f":
+        return "ok", unit
+    bad = unit.images.size - int(np.count_nonzero(np.isfinite(unit.images)))
+    if not bad:
+        return "ok", unit
+    reason = (
+        f"{bad} of {unit.images.size} pixels are not finite in the store's {unit.images.dtype} "
+        "(values too large for it after normalisation); choose --norm minmax or another normalisation"
+    )
+    return "skip", (job.path or job.key, reason)
+
+
 class _Loader:
     def __init__(self, load: Callable[[Any], Unit | None]) -> None:
         self.load = load
@@ -117,13 +137,18 @@ def convert(
     keys = [job.key for job in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError("job keys must be unique")
+    if writer.notice:
+        progress.message(writer.notice)
     pending = [job for job in jobs if not writer.done(job.key)]
     task = progress.start(description, total=len(jobs))
     if len(pending) < len(jobs):
         progress.advance(task, len(jobs) - len(pending))
     results = _results(load, pending, workers)
+    completed = False
     try:
         for job, (kind, result) in zip(pending, results):
+            if kind == "ok" and result is not None:
+                kind, result = _check_finite(result, job)
             if kind == "skip":
                 path, reason = result
                 if strict:
@@ -135,12 +160,13 @@ def convert(
             else:
                 writer.add(job.key, result.images, result.samples, result.labels, result.masks)
             progress.advance(task)
+        completed = True
     except InputError:
         writer.abort()
         raise
     finally:
         results.close()  # stops the worker pool now, not when the generator is collected
-        progress.end(task)
+        progress.end(task, interrupted=not completed)
     out = writer.finish()
     summary = PrepareSummary(out, writer.rows, len(jobs), writer.resumed_units, list(writer.skipped))
     progress.message(summary.line())

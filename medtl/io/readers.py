@@ -231,11 +231,12 @@ def read_mat(path: str | Path, names: Sequence[str] | None = None) -> dict[str, 
             raise InputError(path, f"not a readable .mat (HDF5) file ({_reason(exc)})") from None
         return out
     from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError  # not a ValueError: empty and cut files raise it
 
     try:
         _flatten_cells(loadmat(path, simplify_cells=True), "", out)
-    except (OSError, ValueError, TypeError, NotImplementedError, MatReadError) as exc:
+    except Exception as exc:
+        # scipy's parser fails on foreign bytes in many ways (MatReadError, ValueError, IndexError on
+        # a text file renamed .mat, ...): every one means the same thing to the user.
         raise InputError(path, f"not a readable .mat file ({_reason(exc)})") from None
     if names is None:
         return out

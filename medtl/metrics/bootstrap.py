@@ -22,7 +22,8 @@ log = logging.getLogger("medtl")
 FEW_GROUPS = 10
 
 
-def _warn_if_few_groups(groups: Sequence[Any] | np.ndarray | None) -> None:
+def warn_if_few_groups(groups: Sequence[Any] | np.ndarray | None) -> None:
+    """Warn when a patient-level bootstrap has fewer than ``FEW_GROUPS`` patients to draw from."""
     if groups is None:
         return
     count = len(np.unique(np.asarray(groups)))
@@ -55,7 +56,8 @@ def bootstrap_indices(
         yield np.repeat(all_samples, times[group_of])
 
 
-def _percentile_interval(values: np.ndarray, alpha: float, name: str) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, alpha: float, name: str) -> tuple[float, float]:
+    """(low, high) percentiles of the finite resample ``values``; undefined ones are counted in a warning."""
     finite = values[np.isfinite(values)]
     if finite.size < values.size:
         log.warning(
@@ -84,12 +86,12 @@ def bootstrap_ci(
     ``groups`` (e.g. patient ids, one per sample) resamples whole groups instead of samples.
     """
     y_true, y_score = to_numpy(y_true), to_numpy(y_score)
-    _warn_if_few_groups(groups)
+    warn_if_few_groups(groups)
     values = np.array(
         [metric_fn(y_true[idx], y_score[idx]) for idx in bootstrap_indices(len(y_true), n, seed, groups)],
         dtype=np.float64,
     )
-    return _percentile_interval(values, alpha, getattr(metric_fn, "__name__", "metric"))
+    return percentile_interval(values, alpha, getattr(metric_fn, "__name__", "metric"))
 
 
 def bootstrap_metrics(
@@ -106,12 +108,12 @@ def bootstrap_metrics(
 ) -> dict[str, tuple[float, float]]:
     """Intervals of several scalar metrics of ``classification_metrics`` from the same resamples."""
     y_true, y_score = to_numpy(y_true), to_numpy(y_score)
-    _warn_if_few_groups(groups)
+    warn_if_few_groups(groups)
     values: dict[str, list[float]] = {name: [] for name in metrics}
     for idx in bootstrap_indices(len(y_true), n, seed, groups):
         result = classification_metrics(y_true[idx], y_score[idx], task, threshold=threshold)
         for name in metrics:
             values[name].append(result[name])
     return {
-        name: _percentile_interval(np.array(v, dtype=np.float64), alpha, name) for name, v in values.items()
+        name: percentile_interval(np.array(v, dtype=np.float64), alpha, name) for name, v in values.items()
     }

@@ -95,6 +95,32 @@ class TimmBackbone(Backbone):
             x, indices=self._feature_indices, intermediates_only=True, output_fmt="NCHW"
         )
 
+    @property
+    def _stem_index(self) -> int | None:
+        """The feature_info entry of the stem's output (timm ResNets' ``act1`` at 1/2), if it is finer
+        than the first stage."""
+        first = self._feature_indices[0]
+        finer = [
+            i for i in range(first) if int(self._feature_info[i]["reduction"]) < self.stage_reductions[0]
+        ]
+        return finer[-1] if finer else None
+
+    @property
+    def stem_feature(self) -> tuple[int, int] | None:
+        index = self._stem_index
+        if index is None:
+            return None
+        info = self._feature_info[index]
+        return int(info["num_chs"]), int(info["reduction"])
+
+    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
+        index = self._stem_index
+        if index is None:
+            return self.forward_stages(x)
+        return self.model.forward_intermediates(
+            x, indices=[index, *self._feature_indices], intermediates_only=True, output_fmt="NCHW"
+        )
+
     def forward_pooled(self, x: Tensor) -> Tensor:
         if self.truncated_to is not None:
             return self.forward_stages(x)[-1].mean(dim=(2, 3))

@@ -138,8 +138,19 @@ class TorchvisionBackbone(Backbone):
             x = self.model.get_submodule(path)(x)
         return x
 
+    @property
+    def stem_feature(self) -> tuple[int, int]:
+        # Every stem here ends with a pooling layer (max-pool, DenseNet's pool0) after a stride-2 conv.
+        return int(self.model.get_submodule(self.arch.first_conv).out_channels), 2
+
+    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
+        stem = self._run(self.arch.stem[:-1], x)
+        return [stem, *self._forward_from_stem(self._run(self.arch.stem[-1:], stem))]
+
     def forward_stages(self, x: Tensor) -> list[Tensor]:
-        x = self._run(self.arch.stem, x)
+        return self._forward_from_stem(self._run(self.arch.stem, x))
+
+    def _forward_from_stem(self, x: Tensor) -> list[Tensor]:
         maps = []
         for i, paths in enumerate(self._stages):
             x = self._run(paths, x)

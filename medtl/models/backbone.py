@@ -56,6 +56,16 @@ class Backbone(nn.Module, abc.ABC):
     def forward_stages(self, x: Tensor) -> list[Tensor]:
         """One feature map (B, C_i, H_i, W_i) per stage, shallow to deep."""
 
+    @property
+    def stem_feature(self) -> tuple[int, int] | None:
+        """(channels, reduction) of the stem's own feature map when it is finer than stage 1 (a ResNet's
+        map before its max-pool, at 1/2), else None. A U-Net uses it as its shallowest skip."""
+        return None
+
+    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
+        """The stem's feature map (when ``stem_feature`` is not None) followed by ``forward_stages``."""
+        return self.forward_stages(x)
+
     @abc.abstractmethod
     def forward_tokens(self, x: Tensor) -> Tensor:
         """Tokens (B, N, token_dim): ViT patch tokens without prefix tokens, or the last map flattened."""

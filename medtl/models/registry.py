@@ -88,7 +88,7 @@ def _describe_cfg(backbone: Backbone) -> dict[str, Any]:
 def backbone_info(name: str) -> dict[str, Any]:
     """What a backbone offers: source, feature sizes, stages, groups with parameter counts, blocks,
     and its pretrained configuration (mean/std, input size) and where its ImageNet weights go."""
-    from medtl.models.checkpoints import imagenet_location
+    from medtl.models.weights import imagenet_location
 
     # Built on the meta device: shapes and counts without allocating or initialising weights.
     with torch.device("meta"):

@@ -1,4 +1,10 @@
-"""The model every strategy trains: backbone -> optional module (CDTM on tokens) -> linear head."""
+"""The model every strategy trains: backbone -> optional module -> head.
+
+Modules: the Cross-Domain Transfer Module on the backbone's tokens (``cdtm``), or a pretrained
+Adaptor's image path on its pooled features (``adaptor``), whose head is the Adaptor study's
+``adaptor_head`` (Dropout -> Linear(768, 512) -> BatchNorm -> ReLU -> Dropout -> Linear) instead of
+a linear layer.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from medtl.errors import ConfigError, UnknownChoiceError
+from medtl.models.adaptor import IMAGE_PATH_DEFAULTS, AdaptorImagePath, adaptor_head
 from medtl.models.backbone import Backbone
 from medtl.models.cdtm import CrossDomainTransferModule
 from medtl.models.registry import create_backbone
 
-MODULES = ("cdtm",)
+MODULES = ("cdtm", "adaptor")
 
 
 class TransferModel(nn.Module):
@@ -33,17 +40,25 @@ class TransferModel(nn.Module):
         self.backbone = backbone
         self.module = module
         self.head_in = int(getattr(module, "out_features", backbone.num_features))
-        self.head = nn.Linear(self.head_in, num_outputs)
+        self.head = self._new_head(num_outputs)
         self.spec = dict(spec or {"backbone": backbone.name, "num_outputs": num_outputs})
+
+    def _new_head(self, num_outputs: int) -> nn.Module:
+        if isinstance(self.module, AdaptorImagePath):
+            return adaptor_head(num_outputs, dim=self.head_in)
+        return nn.Linear(self.head_in, num_outputs)
 
     @property
     def num_outputs(self) -> int:
-        return self.head.out_features
+        last = self.head if isinstance(self.head, nn.Linear) else self.head[-1]
+        return int(last.out_features)
 
     def forward_head_input(self, x: Tensor) -> Tensor:
-        """What the head sees: pooled features, or the module's output."""
+        """What the head sees: pooled features, or the module's output (on tokens or pooled features)."""
         if self.module is None:
             return self.backbone.forward_pooled(x)
+        if getattr(self.module, "takes", "tokens") == "pooled":
+            return self.module(self.backbone.forward_pooled(x))
         return self.module(self.backbone.forward_tokens(x))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -61,14 +76,19 @@ class TransferModel(nn.Module):
         return [[f"backbone.{n}" for n in block] for block in self.backbone.blocks()]
 
     def norm_layers(self) -> list[nn.Module]:
-        """BatchNorm-type layers (including SyncBatchNorm and timm's BatchNormAct2d)."""
-        return [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        """BatchNorm-type layers (including SyncBatchNorm and timm's BatchNormAct2d) of the backbone
+        and the module: the ones a strategy's BN policy is about. A head's own (``adaptor_head``) are
+        new and train with it."""
+        head = set(map(id, self.head.modules()))
+        return [
+            m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in head
+        ]
 
     def reset_head(self, num_outputs: int) -> None:
         if num_outputs < 1:
             raise ConfigError(f"a model needs at least one output, got {num_outputs}")
-        device = self.head.weight.device
-        self.head = nn.Linear(self.head_in, num_outputs, device=device)
+        device = next(self.head.parameters()).device
+        self.head = self._new_head(num_outputs).to(device)
         self.spec["num_outputs"] = num_outputs
 
 
@@ -94,22 +114,32 @@ def build_model(
     module: str | None = None,
     truncate: int | None = None,
     image_size: int | None = None,
+    adaptor: dict[str, Any] | None = None,
 ) -> TransferModel:
     """A randomly initialised TransferModel; ``checkpoints.load_init`` then fills it.
 
     ``image_size`` sizes fixed-size backbones (ViT, Swin) and the CDTM's token count; it defaults to
-    the backbone's pretrained input size.
+    the backbone's pretrained input size. ``module="adaptor"`` takes ``adaptor``, the image path's
+    spec (``AdaptorImagePath.spec``; default: the Adaptor's architecture on this backbone's pooled
+    features); its weights come from the Adaptor run (the objective loads them).
     """
     if module is not None and module not in MODULES:
         raise UnknownChoiceError("module", module, MODULES)
     net = create_backbone(backbone, in_chans=in_chans, image_size=image_size)
     if truncate is not None:
+        if module == "adaptor":
+            raise ConfigError(
+                "an Adaptor reads the pooled features of the whole encoder it was trained on; "
+                f"the strategy truncates it to {truncate} stages"
+            )
         net = net.truncated(truncate)
     extra: nn.Module | None = None
     if module == "cdtm":
         size = image_size or int(net.pretrained_cfg["input_size"][-1])
         num_tokens, dim = token_shape(net, size)
         extra = CrossDomainTransferModule(dim, num_tokens)
+    elif module == "adaptor":
+        extra = AdaptorImagePath.from_spec(adaptor or {"vision_dim": net.num_features, **IMAGE_PATH_DEFAULTS})
     spec = {
         "backbone": backbone,
         "num_outputs": num_outputs,
@@ -118,4 +148,6 @@ def build_model(
         "truncate": truncate,
         "image_size": image_size,
     }
+    if module == "adaptor":
+        spec["adaptor"] = dict(extra.spec)  # type: ignore[union-attr]
     return TransferModel(net, num_outputs, extra, spec=spec)

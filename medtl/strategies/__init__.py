@@ -8,6 +8,7 @@ from medtl.strategies.selection import (
     count_parameters,
     param_groups,
     resolve_phase,
+    resolve_phases,
 )
 from medtl.strategies.strategy import (
     Strategy,
@@ -37,6 +38,7 @@ __all__ = [
     "param_groups",
     "parse_strategy",
     "resolve_phase",
+    "resolve_phases",
     "scale_epochs",
     "strategy_to_toml",
     "with_base_lr",

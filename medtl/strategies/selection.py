@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from medtl.errors import ConfigError, did_you_mean
-from medtl.strategies.strategy import SELECTOR_KEYWORDS, StrategyPhase
+from medtl.strategies.strategy import SELECTOR_KEYWORDS, Strategy, StrategyPhase
 
 if TYPE_CHECKING:  # torch stays unimported until a model exists (fast `medtl strategies list`)
     from torch import nn
@@ -29,7 +29,8 @@ _STAGE = re.compile(r"^stage\d+$")
 
 
 class GroupedModel(Protocol):
-    """What a strategy needs from a model (``medtl.models.TransferModel`` provides it)."""
+    """What a strategy needs from a model (``medtl.models.TransferModel`` provides it). A model may also
+    define ``head_groups()``: the groups the ``head`` selector trains (a U-Net's decoder and head)."""
 
     def groups(self) -> dict[str, list[str]]: ...
     def blocks(self) -> list[list[str]]: ...
@@ -58,6 +59,17 @@ class ResolvedPhase:
             if trainable:
                 out.append(name if trainable == total else f"{name} (part)")
         return out
+
+
+def resolve_phases(model: GroupedModel, strategy: Strategy) -> list[ResolvedPhase]:
+    """Resolve every phase of ``strategy`` on ``model`` now (nothing changes), so a bad selector in a
+    late phase fails before any training; errors name the strategy file it came from."""
+    try:
+        return [resolve_phase(model, phase) for phase in strategy.phases]
+    except ConfigError as exc:
+        if strategy.source and not exc.message.startswith(strategy.source):
+            raise ConfigError(f"{strategy.source}: {exc.message}", hint=exc.hint) from None
+        raise
 
 
 def resolve_phase(model: GroupedModel, phase: StrategyPhase) -> ResolvedPhase:
@@ -153,6 +165,12 @@ def _group_table(model: GroupedModel) -> dict[str, list[str]]:
     return {key.removeprefix("backbone."): list(members) for key, members in model.groups().items()}
 
 
+def _head_groups(model: GroupedModel) -> list[str]:
+    """What the ``head`` selector means: ``model.head_groups()`` when the model says, else ["head"]."""
+    head_groups = getattr(model, "head_groups", None)
+    return list(head_groups()) if callable(head_groups) else []
+
+
 def _named_norm_layers(model: GroupedModel) -> list[tuple[str, nn.Module]]:
     norm_ids = {id(m) for m in model.norm_layers()}
     return [(name, m) for name, m in model.named_modules() if id(m) in norm_ids]
@@ -171,8 +189,14 @@ def _select(
         return set(params)
     if selector == "all_non_bn":
         return set(params) - norm_params
+    new_groups = _head_groups(model)
     if selector == "backbone":
-        return {n for g, members in groups.items() if g not in _NON_BACKBONE_GROUPS for n in members}
+        outside = {*_NON_BACKBONE_GROUPS, *new_groups}
+        return {n for g, members in groups.items() if g not in outside for n in members}
+    if selector == "head" and new_groups:
+        # A model with more new parts than a head (a U-Net's decoder) trains them all where a strategy
+        # trains "the head", so one strategy file serves classification and segmentation.
+        return {n for g in new_groups for n in groups.get(g, [])}
     prefix, _, arg = selector.partition(":")
     if prefix == "last_blocks":
         blocks = model.blocks()

@@ -100,6 +100,8 @@ class Strategy(BaseModel):
     phases: list[StrategyPhase] = Field(min_length=1)
     truncate: int | None = Field(None, ge=1, description="keep stem + the first N stages")
     module: str | None = Field(None, description="module between backbone and head, e.g. 'cdtm'")
+    # Left out of dumps (the resume state compares them): where errors found later point to.
+    source: str | None = Field(None, exclude=True, description="the strategy file it was read from")
 
     @model_validator(mode="before")
     @classmethod
@@ -207,7 +209,7 @@ def load_strategy_file(path: str | Path) -> Strategy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(path, f"not valid TOML ({exc})") from None
-    return parse_strategy(data, source=str(path), name=path.stem)
+    return parse_strategy(data, source=str(path), name=path.stem).model_copy(update={"source": str(path)})
 
 
 def strategy_to_toml(strategy: Strategy) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medtl.strategies.selection import ResolvedPhase, resolve_phase
+from medtl.strategies.selection import ResolvedPhase, resolve_phases
 from medtl.strategies.strategy import Strategy
 
 
@@ -26,5 +26,5 @@ def describe_strategy(
     model = build_model(
         backbone, num_outputs, in_chans=in_chans, module=strategy.module, truncate=strategy.truncate
     )
-    phases = [resolve_phase(model, phase) for phase in strategy.phases]
+    phases = resolve_phases(model, strategy)
     return StrategySummary(strategy, backbone, num_outputs, phases[0].num_total, phases)

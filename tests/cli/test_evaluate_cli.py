@@ -28,7 +28,7 @@ def write_store(out, names, n=18, seed=0):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from medtl.engine.run import run
+    from medtl.engine import run
     from medtl.engine.run_config import RunConfig
 
     root = tmp_path_factory.mktemp("evaluate_cli")

@@ -72,6 +72,8 @@ def test_finetune_prints_phases_and_metrics(store, tmp_path):
         (["--amp", "fp8"], "error: finetune options: amp: Input should be 'none', 'bf16' or 'fp16'"),
         (["--backbone", "resnet10x"], "error: unknown backbone 'resnet10x'"),
         (["--class-weights", "1,x"], "error: --class-weights '1,x': expected none, balanced or numbers"),
+        (["--monitor", "aucroc"], "error: unknown monitor metric 'aucroc', did you mean 'auroc'?"),
+        (["--label-smoothing", "1.5"], "error: finetune options: objective.label_smoothing: Input should be"),
     ],
 )
 def test_bad_options(store, tmp_path, extra, message):
@@ -80,12 +82,22 @@ def test_bad_options(store, tmp_path, extra, message):
     assert error_line(result).startswith(message)
 
 
-def test_segmentation_store_is_refused(tmp_path):
+def test_classification_flags_on_a_mask_store_are_refused(tmp_path):
     seg = write_store(tmp_path / "seg", task="segmentation")
-    result = invoke("finetune", "--data", seg, *QUICK, "--out", tmp_path / "runs")
+    result = invoke("finetune", "--data", seg, *QUICK, "--task", "binary", "--out", tmp_path / "runs")
     assert result.exit_code == 2
     assert error_line(result).startswith(f"error: {seg}: is a segmentation store")
     assert not (tmp_path / "runs").exists()
+
+
+def test_mask_store_trains_a_unet(tmp_path):
+    seg = write_store(tmp_path / "seg", task="segmentation")
+    result = invoke("finetune", "--data", seg, *QUICK, "--out", tmp_path / "runs", "--run-name", "u")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "runs" / "u" / "metrics.json").read_text())
+    assert metrics["objective"] == "segmentation" and metrics["monitor"] == "dice"
+    assert metrics["phases"][0]["trained_groups"] == ["decoder", "head"]
+    assert "dice" in result.stdout
 
 
 def test_split_of_another_store(store, tmp_path):
@@ -141,3 +153,18 @@ def test_extract_refuses_existing_output_and_segmentation(store, tmp_path):
     seg = write_store(tmp_path / "seg", task="segmentation")
     result = invoke("extract", "resnet10t", "--data", seg, "--out", tmp_path / "f2", "--init", "random")
     assert result.exit_code == 2 and error_line(result).startswith(f"error: {seg}: is a segmentation store")
+
+
+def test_task_flag_that_contradicts_the_store(store, tmp_path):
+    result = invoke("finetune", "--data", store, *QUICK, "--task", "multilabel", "--out", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert error_line(result).startswith(f"error: {store}: has one class per sample; task 'multilabel'")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_shows_the_models_descriptions_and_defaults():
+    result = runner.invoke(app, ["finetune", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 0
+    assert "backbone name (see `medtl models list`) (default: resnet50)" in text
+    assert "validation metric for the best checkpoint and early stopping, or 'loss' (default: auroc)" in text

@@ -77,3 +77,21 @@ def test_a_pattern_that_misses_suggests_the_wider_one():
     result = runner.invoke(app, ["models", "list", "dinov2*"])
     assert result.exit_code == 2
     assert "no backbone matches 'dinov2*'; '*dinov2*' matches some" in result.stderr
+
+
+def test_inspect_segmentation_shows_the_unet_groups():
+    result = runner.invoke(app, ["models", "inspect", "resnet18", "--task", "segmentation"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "U-Net over resnet18: 14,328,209 parameters, pyramid decoder of 5 levels" in out
+    assert "(widths 256, 128, 64, 32, 16)" in out
+    assert "│ stage4 │ 8,393,728 │ encoder │" in out
+    assert "│ decoder │ 3,151,552 │ new; skips at 1/2, 1/4, 1/8, 1/16 │" in out
+    assert "│ head │ 145 │ new; 3x3 conv 16 -> 1 │" in out
+    assert "trains: decoder, head" in out
+
+
+def test_inspect_segmentation_refuses_an_encoder_without_usable_maps():
+    result = runner.invoke(app, ["models", "inspect", "vit_small_patch14_dinov2", "--task", "segmentation"])
+    assert result.exit_code == 2
+    assert "cannot be a U-Net encoder" in result.output and "encoders that work" in result.output

@@ -112,8 +112,9 @@ def test_ce_mri(tmp_path):
 
 
 def test_list_chexpert_uncertainty_and_strict_unknown_label(tmp_path):
-    save(tmp_path / "train" / "patient00001" / "study1" / "view1_frontal.jpg", ramp(90))
-    csv = tmp_path / "train.csv"
+    raw = tmp_path / "raw"
+    save(raw / "train" / "patient00001" / "study1" / "view1_frontal.jpg", ramp(90))
+    csv = raw / "train.csv"
     csv.write_text(
         "Path,Sex,Age,Frontal/Lateral,AP/PA,Edema,Cardiomegaly\n"
         "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Male,60,Frontal,AP,-1.0,1.0\n"
@@ -122,7 +123,7 @@ def test_list_chexpert_uncertainty_and_strict_unknown_label(tmp_path):
     assert result.exit_code == 0, result.output
     store = Store(tmp_path / "s")
     assert store.labels[:].tolist() == [[-1.0, 1.0]] and list(store.patient_ids) == ["patient00001"]
-    labels = tmp_path / "labels.csv"
+    labels = raw / "labels.csv"
     labels.write_text("name,label\ntrain/patient00001/study1/view1_frontal.jpg,tbc\n")
     result = invoke("list", labels, tmp_path / "t", "--classes", "normal,tb", "--strict")
     assert result.exit_code == 2

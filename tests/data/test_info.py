@@ -72,7 +72,7 @@ def dup_store(tmp_path):
 def write_split(path, store_path, partitions):
     from medtl.io.store import Store
 
-    split = make_kfold_split(Store(store_path), folds=2)
+    split = make_kfold_split(Store(store_path), folds=3)
     data = split.to_json()
     data["partitions"] = partitions
     path.write_text(json.dumps(data))

@@ -91,15 +91,20 @@ def test_no_labels_falls_back_to_group_kfold(make_store, monkeypatch):
     assert [len(split[p]) for p in PARTITIONS] == [12, 6, 6]
 
 
-def test_as_many_folds_as_patients_gives_one_patient_per_fold(make_store):
-    # Stratifying 5 patients of 3 classes into 5 folds can leave a fold empty (seed 4 does);
-    # the split then falls back to plain patient folds.
-    store = make_store(patients=5, classes=3)
-    for seed in range(6):
-        tests = [
-            make_kfold_split(store, folds=5, val_fold=-1, test_fold=f, seed=seed)["test"] for f in range(5)
-        ]
-        assert [len(patients_of(store, t)) for t in tests] == [1] * 5
+def test_as_many_folds_as_patients_gives_one_patient_per_fold(make_store, caplog):
+    # Stratifying 7 patients of 3 classes into 7 folds can leave a fold empty (seed 8 does);
+    # the split then falls back to plain patient folds. Every class has 2+ patients, so every
+    # training part keeps every class.
+    store = make_store(patients=7, classes=3)
+    for seed in (0, 8):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="medtl"):
+            tests = [
+                make_kfold_split(store, folds=7, val_fold=-1, test_fold=f, seed=seed)["test"]
+                for f in range(7)
+            ]
+        assert [len(patients_of(store, t)) for t in tests] == [1] * 7
+        assert ("stratified folds would leave one empty" in caplog.text) == (seed == 8)
 
 
 @pytest.mark.parametrize("seed", [0, 5])
@@ -115,9 +120,29 @@ def test_fraction_split_groups_patients_and_keeps_fractions(make_store, seed):
 
 
 def test_fraction_split_gives_tiny_stores_a_patient_per_partition(make_store):
-    store = make_store(patients=3)
-    split = make_fraction_split(store, val=0.05, test=0.05)
-    assert [len(patients_of(store, split[p])) for p in PARTITIONS] == [1, 1, 1]
+    store = make_store(patients=4, classes=2)  # P0 c0, P1 c1, P2 c0, P3 c1
+    for seed in range(5):
+        split = make_fraction_split(store, val=0.05, test=0.05, seed=seed)
+        assert [len(patients_of(store, split[p])) for p in PARTITIONS] == [2, 1, 1]
+        assert set(store.labels[split["train"]].tolist()) == {0, 1}  # the donors keep both classes
+
+
+def test_a_split_that_leaves_a_class_out_of_training_is_refused(make_store):
+    store = make_store(patients=3, classes=3)  # one patient per class
+    with pytest.raises(
+        InputError, match=r"leaves class 'c\d' out of training \(train 0, val \d, test \d samples\)"
+    ):
+        make_fraction_split(store, val=0.2, test=0.2)
+
+
+def test_kfold_without_a_training_fold_is_refused(make_store):
+    store = make_store(patients=3, classes=2)
+    with pytest.raises(
+        ConfigError, match="2 folds with a validation and a test fold leave no fold for training"
+    ):
+        make_kfold_split(store, folds=2)
+    split = make_kfold_split(store, folds=2, test_fold=-1)
+    assert len(split["train"]) and len(split["val"]) and not len(split["test"])
 
 
 def test_few_shot_subsets_train_per_class_and_nests(make_store):
@@ -140,7 +165,7 @@ def test_few_shot_subsets_train_per_class_and_nests(make_store):
 
 @pytest.mark.parametrize("fraction", [0, -0.1, 1.5])
 def test_few_shot_fraction_outside_0_1(store, fraction):
-    split = make_kfold_split(store, folds=2)
+    split = make_kfold_split(store, folds=3)
     with pytest.raises(ConfigError, match=r"fraction must be in \(0, 1\], got"):
         few_shot(split, store, fraction)
 

@@ -175,3 +175,63 @@ def test_batch_intensity_changes_images_independently():
     change = (out - images).abs().mean(dim=(1, 2, 3))
     assert (change > 0).all() and len(set(change.tolist())) == 8
     assert torch.equal(batch_augment(images, "rotate"), images)  # loader-only names do nothing here
+
+
+# -- segmentation: image and mask move together ------------------------------------------------------
+def _disc_pair(size: int = 48, height: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image whose only structure is a labelled off-centre blob (labels 0/1/2/4, as BraTS)."""
+    height = height or size
+    y, x = torch.meshgrid(torch.arange(height), torch.arange(size), indexing="ij")
+    r = ((x - size * 0.35) ** 2 + (y - height * 0.4) ** 2).sqrt()
+    mask = torch.zeros(1, height, size, dtype=torch.long)
+    mask[0][r < 14], mask[0][r < 9], mask[0][r < 4] = 2, 1, 4
+    return (mask.float() / 4).expand(3, height, size).clone(), mask
+
+
+def test_split_augment_geometric_moves_crop_and_rotation_to_the_batch():
+    assert split_augment("default", geometric=True) == ([], ["crop", "hflip", "rotate", "intensity"])
+
+
+@pytest.mark.parametrize("augment", ["crop", "rotate", "hflip,vflip", "default"])
+def test_per_sample_augmentation_moves_masks_with_images_by_nearest_neighbour(augment):
+    image, mask = _disc_pair()
+    transform = build_transforms(True, augment=augment.replace("default", "crop,rotate,hflip"))
+    torch.manual_seed(3)
+    for _ in range(5):
+        out_image, out_mask = transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        assert out_mask.shape == mask.shape and out_mask.dtype == torch.long
+        assert set(out_mask.unique().tolist()) <= {0, 1, 2, 4}  # nearest: no blended labels
+        # the image still shows the mask: labelled pixels are where the blob is
+        inside = out_image[0] > 0.3
+        agree = (inside == (out_mask[0] >= 2)).float().mean()
+        assert agree > 0.9  # borders blur; a mask left behind would miss ~a third of the blob
+
+
+@pytest.mark.parametrize("height", [48, 32])
+def test_batch_crop_and_rotation_warp_masks_with_images(height):
+    image, mask = _disc_pair(48, height)
+    images, masks = image.expand(16, -1, -1, -1).clone(), mask.expand(16, -1, -1, -1).clone()
+    out, out_masks = batch_augment(
+        images, "crop,rotate", torch.Generator().manual_seed(0), masks=masks, geometric=True
+    )
+    assert out.shape == images.shape and out_masks.shape == masks.shape and out_masks.dtype == torch.long
+    assert set(out_masks.unique().tolist()) <= {0, 1, 2, 4}
+    moved = [not torch.equal(o, m) for o, m in zip(out_masks, masks)]
+    assert sum(moved) >= 14  # each image gets its own crop and angle
+    agree = ((out[:, 0] > 0.3) == (out_masks[:, 0] >= 2)).float().mean()
+    assert agree > 0.95
+    # no extra label mass appears: the blob shrinks or grows only with the crop's zoom
+    again, again_masks = batch_augment(
+        images, "crop,rotate", torch.Generator().manual_seed(0), masks=masks, geometric=True
+    )
+    assert torch.equal(again, out) and torch.equal(again_masks, out_masks)
+
+
+def test_batch_rotation_keeps_a_centred_disc_in_place():
+    """A centred disc is rotation-invariant: the warp is a pure rotation about the image centre."""
+    y, x = torch.meshgrid(torch.arange(41), torch.arange(41), indexing="ij")
+    disc = ((((x - 20) ** 2 + (y - 20) ** 2) < 100).long())[None, None].expand(8, 1, -1, -1).clone()
+    _, out = batch_augment(
+        disc.float(), "rotate", torch.Generator().manual_seed(0), masks=disc, geometric=True
+    )
+    assert (out != disc).float().mean() < 0.01

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from medtl.engine import run
 from medtl.engine.callbacks import ProgressCallback
-from medtl.engine.run import run
 from medtl.progress import Progress
 
 
@@ -31,11 +31,13 @@ def test_run_reports_phases_epochs_and_batches(make_config):
     recorder = Recorder()
     run(make_config(phase_epochs={"head": 2}), progress=recorder)
     starts = [e[1:] for e in recorder.events if e[0] == "start"]
+    # A store new to the run is hashed first (task 1, in bytes); then the phase and its epochs.
+    assert starts[0][0] == "verifying multiclass" and starts[0][1] > 0
     # 28 training samples in batches of 8 -> 4 steps per epoch
-    assert starts == [("phase head", 2), ("head epoch 1", 4), ("head epoch 2", 4)]
-    batch_advances = [e for e in recorder.events if e[0] == "advance" and e[1] == 2]
+    assert starts[1:] == [("phase head", 2), ("head epoch 1", 4), ("head epoch 2", 4)]
+    batch_advances = [e for e in recorder.events if e[0] == "advance" and e[1] == 3]
     assert len(batch_advances) == 4 and all(e[3] == ("loss",) for e in batch_advances)
-    epoch_advances = [e for e in recorder.events if e[0] == "advance" and e[1] == 1]
+    epoch_advances = [e for e in recorder.events if e[0] == "advance" and e[1] == 2]
     assert [e[3] for e in epoch_advances] == [("train_loss", "val_auroc", "val_loss")] * 2
     assert ("message", "random initialisation") in recorder.events
 

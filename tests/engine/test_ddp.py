@@ -24,10 +24,14 @@ def _worker(rank: int, values: dict, port: int, out: str) -> None:
     )
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
-    from medtl.engine.run import run
+    from medtl.engine import run
+    from medtl.engine.callbacks import Callback
 
-    result = run(RunConfig(**values))
-    torch.save({k: v.clone() for k, v in result.model.state_dict().items()}, f"{out}/rank{rank}.pt")
+    class KeepWeights(Callback):
+        def on_train_end(self, model) -> None:
+            torch.save({k: v.clone() for k, v in model.state_dict().items()}, f"{out}/rank{rank}.pt")
+
+    run(RunConfig(**values), callbacks=[KeepWeights()])
     torch.distributed.destroy_process_group()
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from medtl.engine.features import eval_mode, export_features, extract_features
-from medtl.engine.run import run
-from medtl.engine.trainer import features_are_fixed
+from medtl.engine import export_features, extract_features, load_run, run
+from medtl.engine.inputs import features_are_fixed
+from medtl.engine.runtime import eval_mode
 from medtl.errors import InputError, OutputExistsError
 from medtl.io.features import load_features
 from medtl.io.store import Store
@@ -23,24 +23,25 @@ def test_cached_head_phase_equals_training_through_frozen_backbone(make_config):
     common = dict(phase_epochs={"head": 3}, lr=1e-2, deterministic=True, scheduler="cosine", warmup_epochs=1)
     cached = run(make_config(cache_features=True, run_name="cached", **common))
     through = run(make_config(cache_features=False, run_name="through", **common))
-    assert cached.phases[0]["cached_features"] is True
-    assert through.phases[0]["cached_features"] is False
-    torch.testing.assert_close(cached.model.head.weight, through.model.head.weight, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(cached.model.head.bias, through.model.head.bias, atol=1e-5, rtol=1e-5)
-    for a, b in zip(cached.history, through.history):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
-        assert a["val_auroc"] == pytest.approx(b["val_auroc"], abs=1e-5)
-    assert cached.test["auroc"] == pytest.approx(through.test["auroc"], abs=1e-5)
+    assert cached.metrics.phases[0].cached_features is True
+    assert through.metrics.phases[0].cached_features is False
+    cached_head, through_head = (load_run(r.run_dir, "last").model.head for r in (cached, through))
+    torch.testing.assert_close(cached_head.weight, through_head.weight, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cached_head.bias, through_head.bias, atol=1e-5, rtol=1e-5)
+    for a, b in zip(cached.metrics.history, through.metrics.history):
+        assert a.train_loss == pytest.approx(b.train_loss, abs=1e-5)
+        assert a.val["auroc"] == pytest.approx(b.val["auroc"], abs=1e-5)
+    assert cached.metrics.test["auroc"] == pytest.approx(through.metrics.test["auroc"], abs=1e-5)
 
 
 def test_features_fixed_only_when_nothing_before_the_head_changes_in_train_mode():
     model = build_model(TINY_BACKBONE, 2, in_chans=1)
     model.train()
     apply_phase(model, get_strategy("linear").phases[0])  # head only, BN frozen
-    assert features_are_fixed(model)
+    assert features_are_fixed(model, model.head)
     model.train()
     apply_phase(model, get_strategy("full").phases[0])  # BN trains
-    assert not features_are_fixed(model)
+    assert not features_are_fixed(model, model.head)
 
 
 def test_extract_features_is_the_head_input_and_keeps_modes(signal_stores):

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from medtl.engine.run import run
+from medtl.engine import run
 
 pytestmark = [
     pytest.mark.gpu,

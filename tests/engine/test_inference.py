@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from torch.utils.data import DataLoader
 
-from medtl.data.dataset import StoreDataset
-from medtl.engine.inference import load_run, predict
-from medtl.engine.run import run
+from medtl.data.dataset import StoreDataset, make_loader
+from medtl.engine import evaluate_loader, load_run, run
 from medtl.errors import CheckpointError, InputError, UnknownChoiceError
 from medtl.io.store import Store
 from medtl.metrics import classification_metrics
+
+
+def predict(loaded, loader, tta=None):
+    """(targets, scores) of the run's model over a loader, through the engine's evaluation loop."""
+    return evaluate_loader(loaded.objective, loaded.model, loader, tta=tta, with_loss=False).metric.data()
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +46,12 @@ def test_load_run_predicts_the_test_metrics(finished, signal_stores):
 
     store = Store(signal_stores["multiclass"])
     test_idx = make_fraction_split(store, seed=0)["test"]
-    loader = DataLoader(StoreDataset(store, test_idx, loaded.transform()), batch_size=3)
-    scores, targets = predict(loaded.model, loader, device="cpu", task=loaded.task)
+    loader = make_loader(StoreDataset(store, test_idx, loaded.transform()), batch_size=3, dicts=True)
+    targets, scores = predict(loaded, loader)
     assert scores.shape == (8, 3)
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
     metrics = classification_metrics(targets, scores, "multiclass")
-    assert metrics["auroc"] == pytest.approx(result.test["auroc"], abs=1e-6)
+    assert metrics["auroc"] == pytest.approx(result.metrics.test["auroc"], abs=1e-6)
 
 
 @pytest.mark.parametrize("tta", ["hflip", "tencrop"])
@@ -56,9 +59,9 @@ def test_tta_averages_probabilities(finished, signal_stores, tta):
     config, _ = finished
     loaded = load_run(config.run_dir, "last")
     store = Store(signal_stores["multiclass"])
-    loader = DataLoader(StoreDataset(store, np.arange(6), loaded.transform()), batch_size=4)
-    plain, _ = predict(loaded.model, loader, device="cpu")
-    augmented, targets = predict(loaded.model, loader, device="cpu", tta=tta)
+    loader = make_loader(StoreDataset(store, np.arange(6), loaded.transform()), batch_size=4, dicts=True)
+    _, plain = predict(loaded, loader)
+    targets, augmented = predict(loaded, loader, tta=tta)
     assert augmented.shape == plain.shape == (6, 3) and targets.tolist() == [0, 1, 2, 0, 1, 2]
     np.testing.assert_allclose(augmented.sum(axis=1), 1.0, rtol=1e-5)
     assert not np.allclose(augmented, plain)
@@ -67,9 +70,11 @@ def test_tta_averages_probabilities(finished, signal_stores, tta):
 def test_unknown_tta(finished, signal_stores):
     config, _ = finished
     loaded = load_run(config.run_dir)
-    loader = DataLoader(StoreDataset(Store(signal_stores["multiclass"]), np.arange(2)), batch_size=2)
+    loader = make_loader(
+        StoreDataset(Store(signal_stores["multiclass"]), np.arange(2)), batch_size=2, dicts=True
+    )
     with pytest.raises(UnknownChoiceError, match="unknown test-time augmentation 'flip'"):
-        predict(loaded.model, loader, device="cpu", tta="flip")
+        predict(loaded, loader, tta="flip")
 
 
 def test_load_run_errors(finished, tmp_path):

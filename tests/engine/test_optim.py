@@ -1,4 +1,4 @@
-"""LARS and the per-phase learning-rate schedule."""
+"""LARS (timm's, with medtl's exclusions) and the per-phase learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -8,19 +8,37 @@ import math
 import pytest
 import torch
 
-from medtl.engine.optim import LARS, PhaseSchedule, build_optimizer
+from medtl.engine.optim import PhaseSchedule, build_optimizer
 from medtl.errors import UnknownChoiceError
 
 
 def test_lars_scales_step_by_trust_ratio():
     w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||w|| = 5
     b = torch.nn.Parameter(torch.tensor([1.0]))
-    opt = LARS([w, b], lr=0.1, momentum=0.0, trust_coefficient=0.01)
-    w.grad = torch.tensor([[0.0, 2.0]])  # ||g|| = 2 -> trust = 0.01 * 5 / 2 = 0.025
+    opt = build_optimizer("lars", [{"params": [w, b]}], lr=0.1, momentum=0.0)
+    assert type(opt).__module__.startswith("timm.")
+    w.grad = torch.tensor([[0.0, 2.0]])  # ||g|| = 2 -> trust = 0.001 * 5 / 2 = 0.0025
     b.grad = torch.tensor([0.5])  # 1-d: plain SGD
     opt.step()
-    assert torch.allclose(w.detach(), torch.tensor([[3.0, 4.0 - 0.1 * 0.025 * 2.0]]))
+    assert torch.allclose(w.detach(), torch.tensor([[3.0, 4.0 - 0.1 * 0.0025 * 2.0]]))
     assert torch.allclose(b.detach(), torch.tensor([1.0 - 0.1 * 0.5]))
+
+
+def test_lars_excludes_biases_and_norms_from_decay_and_adaptation():
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))
+    b = torch.nn.Parameter(torch.tensor([2.0]))
+    opt = build_optimizer("lars", [{"params": [w, b], "lr": 0.1}], lr=0.1, momentum=0.0, weight_decay=0.5)
+    flags = [(len(g["params"]), g["weight_decay"], g["always_adapt"]) for g in opt.param_groups]
+    assert flags == [(1, 0.5, True), (1, 0.0, False)]
+    w.grad, b.grad = torch.tensor([[0.0, 2.0]]), torch.tensor([1.0])
+    opt.step()
+    # timm's trust ratio: 0.001 ||w|| / (||g|| + wd ||w||) = 0.005 / 4.5, on g + wd w
+    trust = 0.001 * 5 / (2 + 0.5 * 5)
+    expected = torch.tensor([[3.0, 4.0]]) - 0.1 * trust * (
+        torch.tensor([[0.0, 2.0]]) + 0.5 * torch.tensor([[3.0, 4.0]])
+    )
+    assert torch.allclose(w.detach(), expected)
+    assert b.item() == pytest.approx(2.0 - 0.1 * 1.0)  # no decay, no adaptation
 
 
 def test_lars_momentum_and_weight_decay_reduce_loss():
@@ -70,6 +88,12 @@ def test_warmup_then_cosine():
     assert values[5] == pytest.approx(1.0)
     assert values[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 14 / 15)))
     assert all(a >= b for a, b in itertools.pairwise(values[5:]))
+
+
+def test_warmup_then_linear_decay_to_zero():
+    values, _ = lrs("linear", warmup_epochs=1)
+    assert values[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert values[5:] == pytest.approx([1 - i / 15 for i in range(15)])
 
 
 def test_exponential_per_epoch():

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from medtl.engine.run import run
-from medtl.engine.trainer import KILL_ENV
+from medtl.engine import run
+from tests.engine.faults import KILLED
 
 PROGRESSIVE = {"head": 2, "last_blocks": 2, "all_non_bn": 1}
 TIMING_KEYS = {"time_s", "wall_time_s", "energy_j", "kwh", "last_session_wall_time_s", "energy"}
@@ -29,15 +29,15 @@ def run_killed(config, after_epochs: int | str) -> subprocess.CompletedProcess:
     """Run ``config`` in a subprocess that dies (os._exit) once ``after_epochs`` epochs are saved."""
     code = (
         "import json, sys\n"
-        "from medtl.engine.run_config import RunConfig\n"
-        "from medtl.engine.run import run\n"
-        "run(RunConfig.parse(json.loads(sys.argv[1])))\n"
+        "from medtl.engine import RunConfig, run\n"
+        "from tests.engine.faults import KillAt\n"
+        "run(RunConfig.parse(json.loads(sys.argv[1])), callbacks=[KillAt(sys.argv[2])])\n"
     )
-    # The same intra-op threads as this process, which computes the reference: sums over a different
-    # number of threads differ in their last bits.
-    env = {**os.environ, KILL_ENV: str(after_epochs), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    # The same intra-op threads as this process: CPU convolutions sum in a thread-count-dependent
+    # order, so the killed part must run like the reference and the resumed part do.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.run(
-        [sys.executable, "-c", code, json.dumps(config.model_dump(mode="json"))],
+        [sys.executable, "-c", code, json.dumps(config.model_dump(mode="json")), str(after_epochs)],
         env=env,
         capture_output=True,
         text=True,
@@ -71,7 +71,7 @@ def test_killed_run_resumes_to_identical_metrics(make_config, augment, kill_afte
     run(reference)
     config = make_config(run_name="interrupted", **common)
     killed = run_killed(config, kill_after)
-    assert killed.returncode == 75, killed.stderr[-2000:]
+    assert killed.returncode == KILLED, killed.stderr[-2000:]
     status = json.loads((config.run_dir / "status.json").read_text())
     assert status["status"] == "running"  # a killed process cannot say more
     assert not (config.run_dir / "metrics.json").exists()

@@ -49,12 +49,12 @@ def write_store(
 
 
 def train_run(store: Path, runs: Path, task: str = "auto") -> Path:
-    from medtl.engine.run import run
+    from medtl.engine import run
     from medtl.engine.run_config import RunConfig
 
     config = RunConfig(
         data=store,
-        task=task,
+        objective={"task": task},
         backbone="resnet10t",
         init="random",
         strategy="linear",

@@ -45,7 +45,7 @@ def test_own_store_reproduces_the_run_s_test_metrics(tiny_run):
     assert result.num_samples == recorded["data"]["counts"]["test"]
     for name in ("auroc", "accuracy", "f1"):
         assert result.metrics[name] == pytest.approx(recorded["test"][name])
-    low, high = result.metrics["ci95"]["auroc"]
+    low, high = result.metrics.ci95["auroc"]
     assert low <= result.metrics["auroc"] <= high
     assert result.path == run_dir / "evaluation_cemri-test.json"
     saved = json.loads(result.path.read_text())

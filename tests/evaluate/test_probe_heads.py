@@ -181,9 +181,9 @@ def test_empty_val_split_counts_as_absent(tmp_path):
 
 
 def test_probe_on_features_exported_from_a_run(tiny_run, tmp_path):
-    """The `medtl extract` writer (medtl.engine.features) and the probe agree on the format."""
+    """The `medtl extract` writer (medtl.engine.export_features) and the probe agree on the format."""
     from medtl.data.splits import make_fraction_split
-    from medtl.engine.features import export_features
+    from medtl.engine import export_features
     from medtl.io.store import Store
 
     run_dir, store = tiny_run

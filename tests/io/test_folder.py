@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from medtl.errors import ConfigError, InputError, OutputExistsError, UnknownChoiceError
+from medtl.errors import ConfigError, InputError, OutputError, OutputExistsError, UnknownChoiceError
 from medtl.io.converters.folder import convert_folder
 from medtl.io.store import Store
 
@@ -168,5 +168,8 @@ def test_no_class_with_images_and_output_exists(tmp_path):
         convert_folder(tmp_path / "root", tmp_path / "s")
     with pytest.raises(InputError, match="no class sub-folders"):
         convert_folder(tmp_path / "root" / "a", tmp_path / "s")
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(OutputError, match="is also an input"):
         convert_folder(tmp_path / "root", tmp_path / "root")
+    (tmp_path / "s").mkdir()
+    with pytest.raises(OutputExistsError):
+        convert_folder(tmp_path / "root", tmp_path / "s")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtl.errors import InputError, OutputExistsError, UnknownChoiceError
+from medtl.errors import InputError, OutputError, OutputExistsError, UnknownChoiceError
 from medtl.io.converters.label_list import (
     CHEXPERT_CLASSES,
     NIH_CLASSES,
@@ -268,8 +268,12 @@ def test_missing_and_duplicate_images_and_unreadable(tmp_path, shenzhen):
 
 def test_output_exists_and_bad_options(tmp_path, shenzhen):
     csv, root = shenzhen
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(OutputError, match="is also an input"):
         convert_label_list(csv, root, images=root)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        convert_label_list(csv, tmp_path / "s", images=root)
     with pytest.raises(UnknownChoiceError, match="did you mean 'lsr-ones'"):
         convert_label_list(csv, tmp_path / "s", images=root, uncertainty="lsr-one")
     with pytest.raises(UnknownChoiceError, match="unknown list format"):

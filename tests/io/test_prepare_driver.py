@@ -13,6 +13,7 @@ from medtl.errors import InputError, SkipSample
 from medtl.io.prepare import Job, Unit, _results, convert
 from medtl.io.store import SampleRecord, Store, StoreWriter
 from medtl.progress import Progress
+from tests.helpers import visible
 
 SHAPE = (1, 3, 3)
 
@@ -105,7 +106,7 @@ def test_strict_stops_at_the_first_bad_input_and_leaves_nothing(tmp_path, worker
     with pytest.raises(InputError) as err:
         run(tmp_path / "s", jobs, workers=workers, strict=True)
     assert err.value.message == "/raw/s3.nii.gz: contains NaN/Inf voxels"
-    assert list(tmp_path.iterdir()) == []
+    assert visible(tmp_path) == []
 
 
 def test_rerun_after_an_interruption_finishes_with_identical_arrays(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from medtl.errors import ConfigError, InputError, OutputExistsError
+from medtl.errors import ConfigError, InputError, OutputError, OutputExistsError
 from medtl.io.converters.seg_pairs import convert_seg_pairs, decode_rle, encode_rle
 from medtl.io.store import Store
 
@@ -97,15 +97,16 @@ def test_images_and_masks_in_one_folder_with_labels(tmp_path):
         )
 
 
-def test_pairs_csv(tmp_path, drive):
+def test_pairs_csv(tmp_path, tmp_path_factory, drive):
     masks = drive[2]
     table = tmp_path / "pairs.csv"
     table.write_text(
         "image,mask\nimages/21_training.tif,1st_manual/21_manual1.gif\nimages/22_training.tif,1st_manual/nope.gif\n"
     )
-    summary = convert_seg_pairs(tmp_path, tmp_path / "s", pairs_csv=table)
+    out = tmp_path_factory.mktemp("out") / "s"  # not inside the image root
+    summary = convert_seg_pairs(tmp_path, out, pairs_csv=table)
     assert summary.samples == 1
-    np.testing.assert_array_equal(Store(tmp_path / "s").masks[0, 0], masks[21])
+    np.testing.assert_array_equal(Store(out).masks[0, 0], masks[21])
     assert summary.skipped == [
         {"file": f"{table}:3", "reason": f"mask '1st_manual/nope.gif' not found under {tmp_path}"}
     ]
@@ -206,7 +207,11 @@ def test_bad_options_and_output_exists(tmp_path, drive):
         convert_seg_pairs(images, tmp_path / "s")
     with pytest.raises(ConfigError, match="need the class names"):
         convert_seg_pairs(images, tmp_path / "s", masks=[manual], binary=False)
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(OutputError, match="is also an input"):
         convert_seg_pairs(images, manual, masks=[manual])
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "x").write_text("")
+    with pytest.raises(OutputExistsError):
+        convert_seg_pairs(images, tmp_path / "s", masks=[manual])
     with pytest.raises(InputError, match="mask folder not found"):
-        convert_seg_pairs(images, tmp_path / "s", masks=[tmp_path / "nowhere"])
+        convert_seg_pairs(images, tmp_path / "s2", masks=[tmp_path / "nowhere"])

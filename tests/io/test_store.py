@@ -10,6 +10,7 @@ import pytest
 
 from medtl.errors import InputError, OutputExistsError, StoreError
 from medtl.io.store import SampleRecord, Store, StoreWriter, file_checksum
+from tests.helpers import visible
 
 CLASSES = ["LGG", "HGG"]
 
@@ -119,17 +120,21 @@ def test_manifest_samples_and_report(tmp_path):
     report = json.loads((tmp_path / "s" / "prepare_report.json").read_text())
     assert report == {"skipped": [], "num_samples": 15}
     assert not (tmp_path / "s" / "progress.json").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no partial directory left
+    assert visible(tmp_path) == ["s"]  # no partial directory left
 
 
 def test_checksums_detect_a_changed_array(tmp_path):
     store = full_store(tmp_path / "s")
-    assert store.verify() == []
+    store.verify()
+    store.verify(quick=True)
     assert store.checksum.startswith("sha256:")
     with open(tmp_path / "s" / "labels.npy", "r+b") as fh:
         fh.seek(-1, 2)
         fh.write(b"\x07")
-    assert store.verify() == ["labels.npy"]
+    for quick in (True, False):
+        with pytest.raises(StoreError, match="does not match the checksum") as err:
+            Store(tmp_path / "s").verify(quick=quick)
+        assert err.value.path == tmp_path / "s" / "labels.npy"
 
 
 def test_existing_output_is_refused_and_overwrite_replaces_it(tmp_path):
@@ -141,7 +146,7 @@ def test_existing_output_is_refused_and_overwrite_replaces_it(tmp_path):
         write_units(writer, range(4))
         writer.finish()
     assert len(Store(tmp_path / "s")) == 12
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    assert visible(tmp_path) == ["s"]
 
 
 def test_interrupted_writer_leaves_no_loadable_store(tmp_path):
@@ -223,7 +228,7 @@ def test_abort_removes_everything(tmp_path):
     with writer_for(tmp_path / "s") as writer:
         write_units(writer, range(2))
         writer.abort()
-    assert list(tmp_path.iterdir()) == []
+    assert visible(tmp_path) == []
 
 
 def test_no_samples_is_an_error_that_leaves_nothing(tmp_path):
@@ -231,7 +236,7 @@ def test_no_samples_is_an_error_that_leaves_nothing(tmp_path):
         w.skip("u0", "/raw/a.nii", "corrupt")
         w.finish()
     assert str(err.value.path) == "/raw"
-    assert list(tmp_path.iterdir()) == []
+    assert visible(tmp_path) == []
 
 
 @pytest.mark.parametrize(

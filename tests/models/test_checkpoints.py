@@ -356,8 +356,12 @@ def test_missing_backbone_weights_are_refused_unless_partial(tmp_path):
     torch.save({k: v for k, v in source().items() if not k.startswith("layer4.")}, path)
     with pytest.raises(CheckpointError, match=r"partial.pth: 25 backbone tensors missing .*--allow-partial"):
         load_init(build_model("resnet18", 2), str(path))
-    report = load_init(build_model("resnet18", 2), str(path), allow_partial=True)
+    # layer4 holds three quarters of ResNet-18's weights: too little is left to count as initialised
+    with pytest.raises(CheckpointError, match=r"only 75 of 100 tensors, 25% of its weights fit 'resnet18'"):
+        load_init(build_model("resnet18", 2), str(path), allow_partial=True)
+    report = load_init(build_model("resnet18", 2), str(path), allow_partial=True, min_loaded_fraction=0)
     assert len(report.missing) == 25 and report.missing[0] == "backbone.model.layer4.0.conv1.weight"
+    assert report.loaded_fraction == pytest.approx(0.25, abs=0.01)
 
 
 def test_wrong_architecture_shapes_are_refused(tmp_path):

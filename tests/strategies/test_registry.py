@@ -7,7 +7,7 @@ import pytest
 from medtl.errors import UnknownChoiceError
 from medtl.strategies import get_strategy, list_strategies
 
-GENERIC = ["linear", "full", "l1sb", "l2sb", "progressive", "staged", "tf_f1b", "tf_f2b", "frt"]
+GENERIC = ["linear", "full", "l1sb", "l2sb", "progressive", "staged", "tf_f1b", "tf_f2b", "frt", "adaptor"]
 STUDY = ["DA", "DA_L1SB", "DA_L2SB", "DA_L1SB_PFT", "DA_L2SB_PFT", "DA_TF_F1B", "DA_TF_F2B"]
 
 

@@ -14,14 +14,16 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from medtl.errors import ConfigError, InputError, OutputExistsError, SkipSample, UnknownChoiceError
+from medtl.errors import ConfigError, InputError, SkipSample, UnknownChoiceError
 from medtl.io import nifti, normalise
+from medtl.io.paths import STORE, guard_output
 from medtl.io.prepare import Job, PrepareSummary, Unit, convert
 from medtl.io.store import SampleRecord, StoreWriter
 from medtl.progress import NULL_PROGRESS, Progress
@@ -273,6 +275,8 @@ def load_subject(
 
     images = np.empty((index.size, len(volumes), *out_shape), dtype=options.dtype)
     for c, (volume, intensity) in enumerate(zip(volumes, intensities)):
+        if options.dtype == "float16":
+            _check_fits_float16(intensity, subject.files[options.modalities[c]], options.normalisation)
         image = intensity.apply(_slices(volume, index, axis))
         if options.size:
             image = normalise.resize_images(image, out_shape)
@@ -304,16 +308,40 @@ def load_subject(
     return Unit(subject.name, images, samples, labels, masks)
 
 
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def _check_fits_float16(intensity: normalise.Intensity, path: str, method: str) -> None:
+    """SkipSample when the normalised volume reaches values float16 cannot hold (they become Inf).
+
+    study-range divides by (max - min) without subtracting the minimum: a volume at 100000 + [0, 1]
+    lands at 100000.
+    """
+    top = max(abs(v) for v in intensity.range)
+    if top > _FLOAT16_MAX:
+        raise SkipSample(
+            path,
+            f"{method} normalisation gives values up to {top:.4g}, beyond float16's {_FLOAT16_MAX:g}; "
+            "use --norm minmax (or zscore/percentile)",
+        )
+
+
 def _load_job(payload: tuple[BratsSubject, BratsOptions, tuple[int, int], str]) -> Unit | None:
     return load_subject(*payload)
 
 
 # -- the converter -------------------------------------------------------------------------------
 def _slice_shape(root: Path, subjects: Sequence[BratsSubject], options: BratsOptions) -> tuple[int, int]:
-    """The store's slice shape: --size, else the slice shape of the first readable subject."""
+    """The store's slice shape: --size, else the slice shape most subjects have.
+
+    Only headers are read. A subject of another shape is skipped (and reported) when it is loaded;
+    taking the first subject's shape would let one odd subject turn every other one away.
+    Ties go to the shape seen first.
+    """
     if options.size:
         return options.size, options.size
     axis = nifti.slice_axis(options.axis)
+    shapes: Counter[tuple[int, int]] = Counter()
     for subject in subjects:
         path = subject.files.get(options.modalities[0])
         if path is None:
@@ -323,8 +351,15 @@ def _slice_shape(root: Path, subjects: Sequence[BratsSubject], options: BratsOpt
         except InputError:
             continue  # reported when the subject itself is loaded
         plane = [s for i, s in enumerate(shape) if i != axis]
-        return plane[0], plane[1]
-    raise InputError(root, f"no subject has a readable {options.modalities[0]} volume")
+        shapes[(plane[0], plane[1])] += 1
+    if not shapes:
+        raise InputError(root, f"no subject has a readable {options.modalities[0]} volume")
+    return shapes.most_common(1)[0][0]
+
+
+def _subject_files(subject: BratsSubject, options: BratsOptions) -> tuple[str, ...]:
+    wanted = [*options.modalities, *(["seg"] if options.needs_seg else [])]
+    return tuple(subject.files[m] for m in wanted if m in subject.files)
 
 
 def convert_brats(
@@ -336,6 +371,7 @@ def convert_brats(
     workers: int = 1,
     strict: bool = False,
     overwrite: bool = False,
+    wait: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> PrepareSummary:
     """Convert a BraTS 2020/2021 folder into a store at ``out``.
@@ -343,9 +379,9 @@ def convert_brats(
     ``name_mapping`` defaults to ``<root>/name_mapping.csv``; it is required for grade labels.
     """
     options = options or BratsOptions()
-    if Path(out).exists() and not overwrite:
-        raise OutputExistsError(out)  # before any reading
+    guard_output(out, STORE, inputs=[root, name_mapping], overwrite=overwrite)  # before any reading
     root = Path(root).resolve()
+    listing: list[Path] = []
     subjects = find_subjects(root)
     if options.labels == "grade":
         mapping_path = Path(name_mapping) if name_mapping else root / NAME_MAPPING
@@ -355,6 +391,7 @@ def convert_brats(
                 "not found; grade labels need it (or choose --labels tumour, mask or regions)",
             )
         grades = read_name_mapping(mapping_path)
+        listing.append(mapping_path)
         subjects = [BratsSubject(s.name, s.folder, s.files, grades.get(s.name)) for s in subjects]
     slice_shape = _slice_shape(root, subjects, options)
     channels = len(options.modalities)
@@ -379,6 +416,9 @@ def convert_brats(
             **{k: v for k, v in asdict(options).items() if k not in ("modalities", "dtype")},
         },
         overwrite=overwrite,
+        inputs={s.name: _subject_files(s, options) for s in subjects},
+        listing=listing,
+        wait=wait,
     )
     jobs = [Job(s.name, (s, options, slice_shape, str(root)), path=s.folder) for s in subjects]
     with writer:

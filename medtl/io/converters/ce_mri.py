@@ -124,6 +124,7 @@ def convert_ce_mri(
     workers: int = 1,
     strict: bool = False,
     overwrite: bool = False,
+    wait: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> PrepareSummary:
     """Convert the CE-MRI ``.mat`` files under ``roots`` (searched recursively) into a store at ``out``.
@@ -133,8 +134,8 @@ def convert_ce_mri(
     if task not in TASKS:
         raise UnknownChoiceError("task", task, TASKS)
     check_choices(dtype, intensity, channels)
-    out = check_output(out, overwrite)
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    out = check_output(out, overwrite, roots)
     roots = [r.resolve() for r in roots]
     files = find_mat_files(roots)
     fmt = decide_format(
@@ -163,6 +164,7 @@ def convert_ce_mri(
         workers=workers,
         strict=strict,
         overwrite=overwrite,
+        wait=wait,
         progress=progress,
         description="prepare ce-mri",
     )

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from medtl.errors import ConfigError, InputError, OutputExistsError, SkipSample, UnknownChoiceError
+from medtl.errors import ConfigError, InputError, SkipSample, UnknownChoiceError
 from medtl.io.normalise import Intensity, fit_intensity, resize_images, resize_masks, to_uint8
+from medtl.io.paths import STORE, guard_output
 from medtl.io.prepare import Job, PrepareSummary, Unit, convert
 from medtl.io.readers import ImageMeta, image_info
 from medtl.io.store import StoreWriter
@@ -75,12 +76,10 @@ def check_choices(dtype: str, intensity: str, channels: int | None) -> None:
         raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
 
 
-def check_output(out: str | Path, overwrite: bool) -> Path:
-    """Fail before any reading when the output exists and may not be replaced."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(out)
-    return out
+def check_output(out: str | Path, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Fail before any reading when the output may not be written: it exists (and may not be
+    replaced, or is not a store), or it is, contains or lies inside one of ``inputs``."""
+    return guard_output(out, STORE, inputs=inputs, overwrite=overwrite)
 
 
 def parse_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -281,17 +280,22 @@ def write_store(
     label_shape: Sequence[int] | None = None,
     mask_shape: Sequence[int] | None = None,
     mask_names: Sequence[str] | None = None,
+    listing: Sequence[str | Path] = (),
     workers: int = 1,
     strict: bool = False,
     overwrite: bool = False,
+    wait: bool = False,
     progress: Progress = NULL_PROGRESS,
     description: str = "converting",
 ) -> PrepareSummary:
     """Write the store: inputs rejected while listing become report entries, then the jobs run.
 
     With ``strict`` the first rejected input stops everything before the store is opened.
+    ``listing`` names the files the jobs were listed from (label lists, pair tables): a resumed
+    conversion starts over when they changed.
     """
     stop_if_strict(rejected, strict)
+    inputs = {item.key: () for item in rejected} | {job.key: job.inputs for job in jobs}
     with StoreWriter(
         out,
         task=task,  # type: ignore[arg-type]
@@ -304,6 +308,9 @@ def write_store(
         normalisation=fmt.intensity,
         source={**source, "size": list(fmt.size), "channels": fmt.channels},
         overwrite=overwrite,
+        inputs=inputs,
+        listing=listing,
+        wait=wait,
     ) as writer:
         for item in rejected:
             if not writer.done(item.key):

@@ -7,6 +7,8 @@ nests ``benign/SOB/adenosis/<slide>/40X/*.png``), and several roots are merged b
 * Classes are the folder names, sorted; ``include`` / ``exclude`` select them by name.
 * A selected class whose folders hold no image file is left out of the class list and recorded
   in prepare_report.json (``strict``: an error); when no class is left, the conversion fails.
+* A broken symbolic link in a class folder is recorded in prepare_report.json (``strict``: an
+  error): a dataset assembled from links loses samples silently otherwise.
 * Patient ids come from ``patient_regex`` applied to the file name (named group ``patient``,
   else the first group, else the whole match); a file it does not match is skipped, since
   guessing would put one patient on both sides of a split. Without a regex: the file stem.
@@ -14,6 +16,7 @@ nests ``benign/SOB/adenosis/<slide>/40X/*.png``), and several roots are merged b
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,16 +76,20 @@ def select_classes(
     return [n for n in chosen if n not in (exclude or ())]
 
 
-def _image_files(folders: Sequence[Path]) -> list[Path]:
-    return [
-        path
-        for folder in folders
-        for path in sorted(folder.rglob("*"))
-        # hidden folders hold copies (.ipynb_checkpoints) or OS metadata, not samples
-        if path.is_file()
-        and is_image_file(path)
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    ]
+def _image_files(folders: Sequence[Path]) -> tuple[list[Path], list[Rejected]]:
+    """Image files below the class folders, and the broken links among them."""
+    files, broken = [], []
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            # hidden folders hold copies (.ipynb_checkpoints) or OS metadata, not samples
+            if any(part.startswith(".") for part in path.relative_to(folder).parts):
+                continue
+            if path.is_symlink() and not path.exists():
+                target = os.readlink(path)
+                broken.append(Rejected(str(path), str(path), f"broken symbolic link (to {target}, missing)"))
+            elif path.is_file() and is_image_file(path):
+                files.append(path)
+    return files, broken
 
 
 def load_folder_image(item: _Item) -> Unit:
@@ -110,6 +117,7 @@ def convert_folder(
     workers: int = 1,
     strict: bool = False,
     overwrite: bool = False,
+    wait: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> PrepareSummary:
     """Convert class folders under one or more ``roots`` into a classification store at ``out``.
@@ -117,15 +125,16 @@ def convert_folder(
     ``channels`` None: 3 when any image is colour, else 1.
     """
     check_choices(dtype, intensity, channels)
-    out = check_output(out, overwrite)
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    out = check_output(out, overwrite, roots)
     roots = list(dict.fromkeys(r.resolve() for r in roots))
     regex = compile_patient_regex(patient_regex)
     folders = find_class_folders(roots)
     rejected: list[Rejected] = []
     files: dict[str, list[Path]] = {}
     for name in select_classes(list(folders), include, exclude):
-        found = _image_files(folders[name])
+        found, broken = _image_files(folders[name])
+        rejected.extend(broken)
         if found:
             files[name] = found
         else:
@@ -175,6 +184,7 @@ def convert_folder(
         workers=workers,
         strict=strict,
         overwrite=overwrite,
+        wait=wait,
         progress=progress,
         description="prepare folder",
     )

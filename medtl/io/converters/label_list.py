@@ -315,6 +315,7 @@ def convert_label_list(
     workers: int = 1,
     strict: bool = False,
     overwrite: bool = False,
+    wait: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> PrepareSummary:
     """Convert the images named in ``list_file`` (labels as described in the module docstring)."""
@@ -323,7 +324,8 @@ def convert_label_list(
     if uncertainty not in UNCERTAINTY:
         raise UnknownChoiceError("uncertainty policy", uncertainty, UNCERTAINTY)
     check_choices(dtype, intensity, channels)
-    out = check_output(out, overwrite)
+    image_root = images if images is not None else Path(list_file).parent
+    out = check_output(out, overwrite, [list_file, image_root, subset])
     list_file = Path(list_file).resolve()
     if not list_file.is_file():
         raise InputError(list_file, "file not found")
@@ -419,6 +421,8 @@ def convert_label_list(
         workers=workers,
         strict=strict,
         overwrite=overwrite,
+        wait=wait,
+        listing=[list_file] + ([Path(subset)] if subset is not None else []),
         progress=progress,
         description="prepare list",
     )

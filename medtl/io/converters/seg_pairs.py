@@ -267,6 +267,7 @@ def convert_seg_pairs(
     workers: int = 1,
     strict: bool = False,
     overwrite: bool = False,
+    wait: bool = False,
     progress: Progress = NULL_PROGRESS,
 ) -> PrepareSummary:
     """Convert image/mask pairs (from ``masks`` folders, ``pairs_csv`` or ``rle_csv``) into a store."""
@@ -284,7 +285,7 @@ def convert_seg_pairs(
         if len(names) > 256:
             raise ConfigError("masks are stored as uint8: at most 256 classes")
     check_choices(dtype, intensity, channels)
-    out = check_output(out, overwrite)
+    out = check_output(out, overwrite, [images, *masks, pairs_csv, rle_csv])
     root = Path(images).resolve()
     if not root.is_dir():
         raise InputError(root, "image folder not found")
@@ -321,7 +322,12 @@ def convert_seg_pairs(
     )
     resample = size is not None
     jobs = [
-        Job(str(image), _Item(str(image), m, r, pid, binary, names, resample, fmt), path=str(image))
+        Job(
+            str(image),
+            _Item(str(image), m, r, pid, binary, names, resample, fmt),
+            path=str(image),
+            files=(str(image), *m),
+        )
         for image, m, r, pid in items
     ]
     return write_store(
@@ -348,6 +354,8 @@ def convert_seg_pairs(
         workers=workers,
         strict=strict,
         overwrite=overwrite,
+        wait=wait,
+        listing=[Path(t) for t in (pairs_csv, rle_csv) if t is not None],
         progress=progress,
         description="prepare seg",
     )

@@ -1,4 +1,4 @@
-"""Task inference from the store, losses (weights, smoothing) and scores per task."""
+"""Classification: task kinds from the store, losses (weights, smoothing), scores, the metric, the check."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medtl.engine.losses import (
+from medtl.errors import ConfigError, InputError
+from medtl.objectives.classification import (
     MultilabelLoss,
     class_weights,
     infer_task,
@@ -15,7 +16,6 @@ from medtl.engine.losses import (
     num_outputs,
     scores_from_logits,
 )
-from medtl.errors import ConfigError, InputError
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,34 @@ def test_multilabel_loss_ignores_unknown_targets():
     known = target >= 0
     expected = F.binary_cross_entropy_with_logits(logits[known], target[known])
     assert MultilabelLoss()(logits, target).item() == pytest.approx(expected.item())
+
+
+def test_metric_accumulates_batch_dicts_like_classification_metrics():
+    from medtl.metrics import classification_metrics
+    from medtl.objectives.classification import ClassificationMetric
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(10, 3, generator=g)
+    targets = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    metric = ClassificationMetric("multiclass", ["a", "b", "c"])
+    for part in (slice(0, 4), slice(4, 10)):
+        metric.update({"logits": logits[part]}, {"target": targets[part], "index": torch.arange(10)[part]})
+    expected = classification_metrics(targets, torch.softmax(logits, 1), "multiclass", ["a", "b", "c"])
+    assert metric.aggregate() == expected
+    # probabilities given as outputs (test-time augmentation) are used as they are
+    probs = ClassificationMetric("multiclass")
+    probs.update({"scores": torch.softmax(logits, 1)}, {"target": targets})
+    assert probs.aggregate()["auroc"] == expected["auroc"]
+
+
+def test_segmentation_store_is_refused_by_the_check(tmp_path):
+    from medtl.io.store import SampleRecord, Store, StoreWriter
+    from medtl.objectives import ClassificationConfig, get_objective
+
+    with StoreWriter(
+        tmp_path / "seg", task="segmentation", image_shape=(1, 8, 8), class_names=[], mask_shape=(1, 8, 8)
+    ) as w:
+        w.add("a", np.zeros((1, 1, 8, 8)), [SampleRecord("P", "a")], masks=np.zeros((1, 1, 8, 8), np.uint8))
+        w.finish()
+    with pytest.raises(InputError, match=r"seg: is a segmentation store \(masks, no class labels\)"):
+        get_objective(ClassificationConfig()).check(Store(tmp_path / "seg"))

@@ -37,13 +37,13 @@ check-py310:
 test: lint check-py310 docs browser-deps
 	$(BIN)/pytest -q
 
-# Everything that can run on this machine: the slurm, container and slow tests too, against a private
+# Everything that can run on this machine: the slurm, container, browser and slow tests too, against a private
 # SLURM cluster and Docker daemon that this target installs (Debian packages, once) and starts, and
 # the project's own image built from the Dockerfile. `gpu` tests run only where CUDA is. pytest's
 # exit code 5 ("no tests ran") is not a failure.
 export MEDTL_SLURM_DIR ?= /tmp/medtl-slurm
 export MEDTL_CONTAINERS_DIR ?= /var/tmp/medtl-containers
-test-all: lint services
+test-all: lint check-py310 docs browser-deps services
 	@markers=$$($(BIN)/python -c 'import torch; print("" if torch.cuda.is_available() else "not gpu")'); \
 	rc=0; SLURM_CONF=$(MEDTL_SLURM_DIR)/etc/slurm.conf DOCKER_HOST=unix://$(MEDTL_CONTAINERS_DIR)/run/docker.sock \
 	  $(BIN)/pytest -q --durations=15 -m "$$markers" || rc=$$?; \

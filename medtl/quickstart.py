@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medtl.data.splits import default_split_path, split_store
-from medtl.errors import ConfigError, InputError
+from medtl.errors import InputError
 from medtl.io.converters.brats import BratsOptions, convert_brats
 from medtl.io.converters.phantom import write_phantom_brats
 from medtl.io.store import Store
 from medtl.progress import NULL_PROGRESS, Progress
 from medtl.report.build import REPORT_MARKER, ReportResult, build_report
+from medtl.sweep import LocalOptions, plan_sweep, run_sweep
 
 SWEEP_NAME = "quickstart"
 SPEC_FILE = "quickstart.toml"
@@ -113,13 +114,6 @@ def run_quickstart(
     progress: Progress = NULL_PROGRESS,
 ) -> QuickstartResult:
     """Run (or continue) the quickstart study in ``out``; see the module docstring."""
-    try:
-        from medtl.sweep import LocalOptions, plan_sweep, run_sweep
-    except ModuleNotFoundError as exc:  # a build of medtl without the sweep package
-        raise ConfigError(
-            "medtl quickstart runs its study as a sweep, and this medtl has no medtl.sweep"
-        ) from exc
-
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a folder")

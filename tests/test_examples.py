@@ -21,7 +21,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-pytest.importorskip("medtl.sweep", reason="the example specs are planned by `medtl sweep plan`")
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p.parent.name for p in (ROOT / "examples").glob("*/sweep.toml"))
 runner = CliRunner()

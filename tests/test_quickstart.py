@@ -12,7 +12,6 @@ from medtl_cli.main import app
 
 @pytest.mark.slow
 def test_quickstart_runs_the_study_to_a_report_and_reuses_it(tmp_path):
-    pytest.importorskip("medtl.sweep", reason="the quickstart runs its study as a sweep")
     from medtl.quickstart import run_quickstart
 
     out = tmp_path / "qs"

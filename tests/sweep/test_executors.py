@@ -48,7 +48,7 @@ def test_slots_share_out_gpus_or_cpu_threads():
 
 
 def test_local_sweep_then_a_rerun_skips_done_runs_and_retries_failed_ones(spec_dir):
-    path = write_spec(spec_dir, base={"data": "store"}, grid={"seed": [0, 1], "monitor": ["auroc", "nope"]})
+    path = write_spec(spec_dir, base={"data": "store"}, grid={"seed": [0, 1], "lr": [1e-2, 1e30]})
     plan = plan_sweep(path, out=spec_dir / "out")
     first = run_sweep(plan, max_retries=1)
     by_status = sorted(r.status for r in first.records)
@@ -63,7 +63,7 @@ def test_local_sweep_then_a_rerun_skips_done_runs_and_retries_failed_ones(spec_d
 
     rows = {r.run_id: r for r in sweep_status(plan.sweep_dir)}
     failed = [r for r in rows.values() if r.state == "failed"]
-    assert len(failed) == 2 and all("unknown monitor metric 'nope'" in r.error for r in failed)
+    assert len(failed) == 2 and all("loss is not finite" in r.error for r in failed)
     assert all(r.attempts == 1 for r in rows.values() if r.state == "done")
 
 
@@ -128,7 +128,7 @@ def test_missing_store_split_and_image_are_reported_before_anything_is_written(s
 
 def test_several_runs_per_array_task_share_one_task_and_a_failure_spares_the_others(spec_dir):
     path = write_spec(
-        spec_dir, base={"data": "store"}, zip=[{"seed": [0, 1, 2], "monitor": ["nope", "auroc", "auroc"]}]
+        spec_dir, base={"data": "store"}, zip=[{"seed": [0, 1, 2], "lr": [1e30, 1e-2, 1e-2]}]
     )
     plan = plan_sweep(path, out=spec_dir / "out")
     profile = PROFILE.model_copy(update={"runs_per_task": 2})

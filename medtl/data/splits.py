@@ -282,11 +282,15 @@ def _stratified_on(store: Store) -> str:
 
 
 # -- fractions --------------------------------------------------------------------------------------
-def make_fraction_split(store: Store, *, val: float = 0.1, test: float = 0.2, seed: int = 0) -> Split:
+def make_fraction_split(
+    store: Store, *, val: float = 0.1, test: float = 0.2, seed: int = 0, labels: bool = True
+) -> Split:
     """Train/val/test by fractions of the samples, whole patients at a time, stratified.
 
     Patients are grouped by their most common stratum; within each, shuffled patients go to the
     partition furthest below its target sample count, so fractions hold per stratum and overall.
+    ``labels``: the split is for training on the class labels, so every class must reach training
+    (False for self-supervised use: only a training part is needed).
     """
     for name, frac in (("val", val), ("test", test)):
         if not 0 <= frac < 1:
@@ -336,7 +340,10 @@ def make_fraction_split(store: Store, *, val: float = 0.1, test: float = 0.2, se
     sample_part = assign[groups]
     partitions = {name: np.flatnonzero(sample_part == i) for i, name in enumerate(PARTITIONS)}
     _check_unique_patients(partitions, groups)
-    check_training_part(store, partitions)
+    if labels:
+        check_training_part(store, partitions)
+    elif len(partitions["train"]) == 0:
+        raise InputError(store.path, "the split leaves no samples for training")
     return Split(
         partitions,
         {

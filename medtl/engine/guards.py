@@ -105,7 +105,12 @@ def check_identity(run_dir: Path, identity: Mapping[str, Any], files: Mapping[st
 
 # -- the split ---------------------------------------------------------------------------------------
 def check_split(
-    store: Store, partitions: dict[str, np.ndarray], source: str | Path, *, allow_leakage: bool = False
+    store: Store,
+    partitions: dict[str, np.ndarray],
+    source: str | Path,
+    *,
+    allow_leakage: bool = False,
+    labels: bool = True,
 ) -> dict[str, Any] | None:
     """Refuse a split a model should not be trained and tested on; returns the leakage a run was
     allowed to go on with (``allow_leakage``), for metrics.json, else None.
@@ -113,9 +118,14 @@ def check_split(
     * a store (or training part) with fewer than two classes: accuracy 1.0 would mean nothing;
     * a class of the store missing from the training part;
     * patients with samples in more than one partition: the test metrics would be inflated.
+
+    The class checks apply when training learns the labels (``labels``; not self-supervised).
     """
-    check_classes(store, partitions)
-    check_training_part(store, partitions)
+    if labels:
+        check_classes(store, partitions)
+        check_training_part(store, partitions)
+    elif len(partitions["train"]) == 0:
+        raise InputError(store.path, "the split leaves no samples for training")
     leaks = patient_leaks(store.patient_ids, partitions)
     if not leaks:
         return None

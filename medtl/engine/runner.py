@@ -49,7 +49,7 @@ from medtl.errors import ConfigError, InputError, TrainingError
 from medtl.io.locks import exclusive
 from medtl.io.store import Store, store_identity
 from medtl.models import LoadReport, load_init, load_model_weights
-from medtl.objectives import get_objective
+from medtl.objectives import get_objective, objective_class
 from medtl.objectives.base import Objective, PartitionMetrics
 from medtl.progress import NULL_PROGRESS, Progress
 from medtl.strategies import Strategy, get_strategy, override_epochs, scale_epochs, with_base_lr
@@ -113,7 +113,8 @@ def resolve_split(
         split = load_split(path, store)
         source = str(path)
     else:
-        split = make_fraction_split(store, seed=AUTO_SPLIT_SEED, **AUTO_SPLIT)
+        labels = objective_class(config.objective.kind).learns_labels
+        split = make_fraction_split(store, seed=AUTO_SPLIT_SEED, labels=labels, **AUTO_SPLIT)
         source = f"{GENERATED} (val {AUTO_SPLIT['val']}, test {AUTO_SPLIT['test']}, seed {AUTO_SPLIT_SEED})"
     if config.fraction < 1:
         split = few_shot(split, store, config.fraction, seed=config.seed)
@@ -214,7 +215,9 @@ def _check_inputs(config: RunConfig) -> _Inputs:
     objective = get_objective(config.objective)
     objective.check(store)
     partitions, split_source = resolve_split(config, store)
-    leakage = check_split(store, partitions, split_source, allow_leakage=config.allow_leakage)
+    leakage = check_split(
+        store, partitions, split_source, allow_leakage=config.allow_leakage, labels=objective.learns_labels
+    )
     strategy = resolve_strategy(config)
     in_chans = _in_chans(config, store)
     return _Inputs(store, objective, partitions, split_source, leakage, strategy, in_chans)
@@ -229,9 +232,12 @@ def run(
     waits, ``wait``)."""
     device, dist = _device(config)
     inputs = _check_inputs(config)  # before anything is written
+    # The model too: an init that cannot be used (an unfinished run, another encoder) is refused
+    # before the lock file (and so the output folder) is made.
+    built = _initialised_model(config, inputs, device, progress)
     lock = exclusive(config.run_dir, wait=config.wait, what="run") if dist.is_main else nullcontext()
     with lock:
-        return _run(config, inputs, device, dist, progress, callbacks)
+        return _run(config, inputs, built, device, dist, progress, callbacks)
 
 
 def _initialised_model(
@@ -264,6 +270,7 @@ def _initialised_model(
 def _run(
     config: RunConfig,
     inputs: _Inputs,
+    built: tuple[Any, LoadReport],
     device: torch.device,
     dist: DistInfo,
     progress: Progress,
@@ -284,7 +291,7 @@ def _run(
     else:
         verified = verify_store(store, run_dir, full=False)
 
-    model, report = _initialised_model(config, inputs, device, progress)
+    model, report = built
     objective.setup(store, partitions["train"], device)
     data = _train_data(config, store, partitions, in_chans, device)
 

@@ -85,6 +85,7 @@ class AdaptorObjective(Objective):
     """See the module docstring."""
 
     kind = "adaptor"
+    learns_labels = False
     config_class = AdaptorConfig
     config: AdaptorConfig
 

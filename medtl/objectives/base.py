@@ -148,6 +148,9 @@ class Objective(ABC):
     config_class: ClassVar[type[ObjectiveSettings]]
     # Test-time augmentations ``predict`` knows.
     tta_modes: ClassVar[tuple[str, ...]] = ()
+    # Whether training learns the store's class labels: the engine then refuses one-class stores and
+    # splits that leave a class out of training. Self-supervised objectives ignore the labels.
+    learns_labels: ClassVar[bool] = True
 
     def __init__(self, config: ObjectiveSettings) -> None:
         if not isinstance(config, self.config_class):

@@ -100,6 +100,7 @@ class SimCLR(Objective):
     """See the module docstring."""
 
     kind = "simclr"
+    learns_labels = False
     config_class = SimCLRConfig
     config: SimCLRConfig
 

@@ -57,10 +57,11 @@ class MedtlGroup(TyperGroup):
 
 
 def permission_message(exc: PermissionError) -> str:
+    """A permission error no command turned into its own line (one that was not writing an output)."""
+    from medtl.io.paths import writable_hint
+
     where = exc.filename or "a file"
-    hint = ""
-    if os.environ.get("MEDTL_IN_CONTAINER") == "1":
-        hint = f" (uid {os.getuid()} in the container; use docker run --user $(id -u):$(id -g) ...)"
+    hint = f" ({writable_hint()})" if os.environ.get("MEDTL_IN_CONTAINER") == "1" else ""
     return f"{where}: permission denied{hint}"
 
 

@@ -176,10 +176,18 @@ def write_error(exc: BaseException, path: str | Path) -> OutputError | None:
         return OutputError(path, "no space left on the device", hint=RESUME_HINT)
     if code in _READ_ONLY or "Read-only file system" in text or "Permission denied" in text:
         reason = os.strerror(code) if code in _READ_ONLY else "read-only or permission denied"
-        return OutputError(path, f"cannot be written ({reason.lower()})", hint="choose a writable output")
+        return OutputError(path, f"cannot be written ({reason.lower()})", hint=writable_hint())
     if isinstance(exc, OSError):
         return OutputError(path, f"cannot be written ({exc.strerror or exc})")
     return None
+
+
+def writable_hint() -> str:
+    """What to do about an output that cannot be written; inside medtl's image, the usual cause is
+    a bind-mounted folder of another user (the image's user is not the host's)."""
+    if os.environ.get("MEDTL_IN_CONTAINER") == "1":
+        return f"uid {os.getuid()} in the container; use docker run --user $(id -u):$(id -g) ..."
+    return "choose a writable output"
 
 
 @contextmanager

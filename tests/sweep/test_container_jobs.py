@@ -144,7 +144,7 @@ def test_permission_failure_in_a_bind_mounted_folder_is_one_line(tmp_path, docke
     )
     assert result.returncode == 2, result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
-    assert line.startswith("error: /work/") and "permission denied (uid 1234 in the container" in line
+    assert line.startswith("error: /work") and "permission denied) (uid 1234 in the container" in line
     assert "--user $(id -u):$(id -g)" in line
 
 

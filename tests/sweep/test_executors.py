@@ -127,9 +127,7 @@ def test_missing_store_split_and_image_are_reported_before_anything_is_written(s
 
 
 def test_several_runs_per_array_task_share_one_task_and_a_failure_spares_the_others(spec_dir):
-    path = write_spec(
-        spec_dir, base={"data": "store"}, zip=[{"seed": [0, 1, 2], "lr": [1e30, 1e-2, 1e-2]}]
-    )
+    path = write_spec(spec_dir, base={"data": "store"}, zip=[{"seed": [0, 1, 2], "lr": [1e30, 1e-2, 1e-2]}])
     plan = plan_sweep(path, out=spec_dir / "out")
     profile = PROFILE.model_copy(update={"runs_per_task": 2})
     submission = run_sweep(plan, slurm=profile, cluster="debug")

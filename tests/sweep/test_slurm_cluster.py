@@ -181,9 +181,7 @@ def test_failed_run_shows_its_error_and_rerun_submits_only_the_rest(spec_dir):
     out = spec_dir / "out"
     first = write_spec(spec_dir, base={"data": "store"}, zip=[{"seed": [0], "lr": [1e-2]}])
     run_sweep(plan_sweep(first, out=out))  # seed 0 done locally
-    full = write_spec(
-        spec_dir, base={"data": "store"}, zip=[{"seed": [0, 1, 2], "lr": [1e-2, 1e-2, 1e30]}]
-    )
+    full = write_spec(spec_dir, base={"data": "store"}, zip=[{"seed": [0, 1, 2], "lr": [1e-2, 1e-2, 1e30]}])
     job = submit(full, out)
     manifest = SweepRegistry(out / "study").manifest()
     assert len(manifest["submissions"][-1]["run_ids"]) == 2  # seed 0 was done: not submitted

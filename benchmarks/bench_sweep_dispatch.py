@@ -99,7 +99,7 @@ def main() -> None:
         for per_task in args.per_task:
             results[per_task] = dispatch(Path(tmp), args.runs, args.parallel, per_task)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import medtl.sweep.job, medtl.engine.run"], check=True)
+    subprocess.run([sys.executable, "-c", "import medtl.sweep.job, medtl.engine.runner"], check=True)
     startup = time.perf_counter() - t0
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, {platform.python_version()}; local cluster")
     print(f"{args.runs}-run sweep as one array job, {args.parallel} tasks at once:")

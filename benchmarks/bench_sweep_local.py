@@ -62,17 +62,24 @@ def main() -> None:
             submission = run_sweep(plan, local=local)
             timings[label] = time.perf_counter() - t0
             assert {r.status for r in submission.records} == {"completed"}
-            timings[label + " metrics"] = sorted(
-                json.dumps(json.loads((plan.sweep_dir / r.run_id / "metrics.json").read_text())["test"])
+            timings[label + " metrics"] = {
+                r.run_id: json.loads((plan.sweep_dir / r.run_id / "metrics.json").read_text())["test"]
                 for r in submission.records
-            )
+            }
     seq, par = timings["sequential"], timings[f"{args.workers} processes"]
-    same = timings["sequential metrics"] == timings[f"{args.workers} processes metrics"]
+    # One run with every thread vs runs with a share each: CPU sums differ in their last bits.
+    a, b = timings["sequential metrics"], timings[f"{args.workers} processes metrics"]
+    gap = max(
+        abs(a[run][k] - b[run][k])
+        for run in a
+        for k in a[run]
+        if isinstance(a[run][k], float) and isinstance(b[run].get(k), float)
+    )
     print(f"machine: {cpu_name()}, {cpus} CPUs, {platform.python_version()}")
     print(f"{args.runs} runs of resnet10t (full, {args.epochs} epochs, 40 samples at 32 px):")
     print(f"  sequential:            {seq:7.1f} s  ({args.runs / seq * 60:.1f} runs/min)")
     print(f"  {args.workers} processes:          {par:7.1f} s  ({args.runs / par * 60:.1f} runs/min)")
-    print(f"  speed-up {seq / par:.2f}x; test metrics identical: {same}")
+    print(f"  speed-up {seq / par:.2f}x; largest difference of a test metric: {gap:.2e}")
 
 
 if __name__ == "__main__":

@@ -100,27 +100,17 @@ def batches(dataset: Dataset, sampler: Sampler, settings: LoaderSettings, *, tra
         # One indexing per batch instead of per sample and a collate.
         batched = BatchSampler(sampler, batch, drop_last)
         return DataLoader(dataset, sampler=batched, batch_size=None, pin_memory=settings.pin_memory)
-    if isinstance(dataset, StoreDataset):
-        # Whole batches from the store: one memory-map read per batch and no collation copy.
-        return make_loader(
-            dataset,
-            batch_size=batch,
-            sampler=sampler,
-            num_workers=settings.num_workers,
-            pin_memory=settings.pin_memory,
-            drop_last=drop_last,
-            worker_init_fn=seed_worker,
-            dicts=True,
-        )
-    return DataLoader(
-        dataset,
+    common = dict(
         batch_size=batch,
         sampler=sampler,
         num_workers=settings.num_workers,
         pin_memory=settings.pin_memory,
         drop_last=drop_last,
-        worker_init_fn=seed_worker if settings.num_workers else None,
     )
+    if isinstance(dataset, StoreDataset):
+        # Whole batches from the store: one memory-map read per batch and no collation copy.
+        return make_loader(dataset, **common, worker_init_fn=seed_worker, dicts=True)
+    return DataLoader(dataset, **common, worker_init_fn=seed_worker if settings.num_workers else None)
 
 
 def reference_inputs(

@@ -211,6 +211,10 @@ def make_signal_idempotent(signum: int = signal.SIGUSR2) -> None:
     signal.signal(signum, once)
 
 
+# What submitit's TorchDistributedEnvironment.export sets from SLURM's variables.
+RENDEZVOUS_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
 class SweepJob(submitit.helpers.Checkpointable):
     """The callable submitit runs in each array task: ``SweepJob()(run_dirs)``, one or more runs.
 
@@ -224,6 +228,10 @@ class SweepJob(submitit.helpers.Checkpointable):
         make_signal_idempotent()
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
             # One run on several tasks (--gpus-per-run / --tasks-per-run): torch.distributed from SLURM.
+            # sbatch exports the submitter's environment: a rendezvous set there (another tool, a
+            # shell that ran DDP before) is not this job's, and submitit refuses to overwrite it.
+            for key in RENDEZVOUS_VARIABLES:
+                os.environ.pop(key, None)
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         run_dirs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
         if len(run_dirs) == 1:

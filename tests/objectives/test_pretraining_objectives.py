@@ -3,7 +3,6 @@ and validation batches of one pair (no negative)."""
 
 from __future__ import annotations
 
-import os
 import socket
 
 import numpy as np
@@ -27,13 +26,14 @@ def build(objective, **kw):
     )
 
 
-def test_sync_bn_only_under_a_process_group(tmp_path):
+def test_sync_bn_only_under_a_process_group(tmp_path, monkeypatch):
     store = write_store(tmp_path / "s", patients=4, per_patient=2, size=32)
     objective = get_objective(SimCLRConfig(sync_bn=True, projection_dim=8))
     objective.check(store)
     plain = build(objective)
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in plain.modules())
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())})
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # not os.environ: later tests must not inherit it
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
     torch.distributed.init_process_group("gloo", rank=0, world_size=1)
     try:
         synced = build(objective)

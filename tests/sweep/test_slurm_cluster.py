@@ -210,7 +210,11 @@ def test_cancel_stops_the_sweeps_jobs(spec_dir):
     assert "no queued or running SLURM jobs" in again.output
 
 
-def test_one_run_over_two_slurm_tasks_trains_with_ddp(spec_dir):
+def test_one_run_over_two_slurm_tasks_trains_with_ddp(spec_dir, monkeypatch):
+    # A rendezvous left in the submitter's environment (sbatch exports it) is not the job's: seen
+    # when an earlier DDP test had set MASTER_ADDR, submitit refused to start the run.
+    monkeypatch.setenv("MASTER_ADDR", "192.0.2.1")
+    monkeypatch.setenv("MASTER_PORT", "1")
     path = write_spec(spec_dir, base={"data": "store", "batch_size": 4})
     job = submit(path, spec_dir / "out", "--tasks-per-run", "2")
     sweep_dir = spec_dir / "out" / "study"

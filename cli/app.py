@@ -58,11 +58,10 @@ class MedtlGroup(TyperGroup):
 
 def permission_message(exc: PermissionError) -> str:
     """A permission error no command turned into its own line (one that was not writing an output)."""
-    from medtl.io.paths import writable_hint
+    from medtl.io.paths import container_hint
 
-    where = exc.filename or "a file"
-    hint = f" ({writable_hint()})" if os.environ.get("MEDTL_IN_CONTAINER") == "1" else ""
-    return f"{where}: permission denied{hint}"
+    hint = container_hint()
+    return f"{exc.filename or 'a file'}: permission denied{f' ({hint})' if hint else ''}"
 
 
 def new_app(help_text: str, **kwargs: Any) -> typer.Typer:

@@ -171,14 +171,17 @@ def _class_presence(store: Store, idx: np.ndarray) -> np.ndarray | None:
     return (values > 0.5).sum(axis=0)
 
 
-def check_training_part(store: Store, partitions: dict[str, np.ndarray]) -> None:
-    """Refuse a split whose training part is empty or lacks a class the store has.
+def check_training_part(store: Store, partitions: dict[str, np.ndarray], *, labels: bool = True) -> None:
+    """Refuse a split whose training part is empty or (``labels``: training learns the class labels)
+    lacks a class the store has.
 
     A model cannot learn a class it never sees in training; its val/test samples would be scored as
     if it could. The message gives the class's samples per partition.
     """
     if len(partitions["train"]) == 0:
         raise InputError(store.path, "the split leaves no samples for training")
+    if not labels:
+        return
     counts = {name: _class_presence(store, idx) for name, idx in partitions.items()}
     if counts["train"] is None:
         return
@@ -340,10 +343,7 @@ def make_fraction_split(
     sample_part = assign[groups]
     partitions = {name: np.flatnonzero(sample_part == i) for i, name in enumerate(PARTITIONS)}
     _check_unique_patients(partitions, groups)
-    if labels:
-        check_training_part(store, partitions)
-    elif len(partitions["train"]) == 0:
-        raise InputError(store.path, "the split leaves no samples for training")
+    check_training_part(store, partitions, labels=labels)
     return Split(
         partitions,
         {

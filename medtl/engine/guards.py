@@ -97,10 +97,15 @@ def check_identity(run_dir: Path, identity: Mapping[str, Any], files: Mapping[st
         return
     for key, name in files.items():
         if recorded.get(key) != identity.get(key):
-            raise TrainingError(
-                f"{run_dir}: {name} changed since this run started",
-                hint="restore it, or start a new run (another --out or --run-name)",
-            )
+            raise changed_since_start(run_dir, name)
+
+
+def changed_since_start(run_dir: Path, name: str) -> TrainingError:
+    """The refusal of a run whose file ``name`` (``the store /data/brats``) has other content now."""
+    return TrainingError(
+        f"{run_dir}: {name} changed since this run started",
+        hint="restore it, or start a new run (another --out or --run-name)",
+    )
 
 
 # -- the split ---------------------------------------------------------------------------------------
@@ -123,9 +128,7 @@ def check_split(
     """
     if labels:
         check_classes(store, partitions)
-        check_training_part(store, partitions)
-    elif len(partitions["train"]) == 0:
-        raise InputError(store.path, "the split leaves no samples for training")
+    check_training_part(store, partitions, labels=labels)
     leaks = patient_leaks(store.patient_ids, partitions)
     if not leaks:
         return None

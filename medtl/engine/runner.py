@@ -28,6 +28,7 @@ from medtl.engine.distributed import DistInfo, EpochSampler, barrier, init_distr
 from medtl.engine.energy import kwh
 from medtl.engine.evaluation import evaluate_loader
 from medtl.engine.guards import (
+    changed_since_start,
     check_identity,
     check_phases,
     check_split,
@@ -134,10 +135,7 @@ def _checked_run_dir(config: RunConfig) -> tuple[Path, RunConfig | None]:
     mine, theirs = config.result_fields(), saved.result_fields()
     for key in differing:
         if key in FILE_FIELDS and mine[key] == theirs[key]:  # the same file, with other content
-            raise TrainingError(
-                f"{run_dir}: {FILE_FIELDS[key].format(mine[key])} changed since this run started",
-                hint="restore it, or start a new run (another --out or --run-name)",
-            )
+            raise changed_since_start(run_dir, FILE_FIELDS[key].format(mine[key]))
     if differing:
         raise TrainingError(
             f"{run_dir}: holds a run with a different config (differs in: {', '.join(differing)})",
@@ -232,9 +230,10 @@ def run(
     waits, ``wait``)."""
     device, dist = _device(config)
     inputs = _check_inputs(config)  # before anything is written
-    # The model too: an init that cannot be used (an unfinished run, another encoder) is refused
-    # before the lock file (and so the output folder) is made.
-    built = _initialised_model(config, inputs, device, progress)
+    # A new run builds its model first: an init that cannot be used (an unfinished run, another
+    # encoder) is refused before the lock file (and so the output folder) is made. An existing run
+    # builds it under the lock, once it is known not to be finished.
+    built = None if config.run_dir.exists() else _initialised_model(config, inputs, device, progress)
     lock = exclusive(config.run_dir, wait=config.wait, what="run") if dist.is_main else nullcontext()
     with lock:
         return _run(config, inputs, built, device, dist, progress, callbacks)
@@ -270,7 +269,7 @@ def _initialised_model(
 def _run(
     config: RunConfig,
     inputs: _Inputs,
-    built: tuple[Any, LoadReport],
+    built: tuple[Any, LoadReport] | None,
     device: torch.device,
     dist: DistInfo,
     progress: Progress,
@@ -291,7 +290,7 @@ def _run(
     else:
         verified = verify_store(store, run_dir, full=False)
 
-    model, report = built
+    model, report = built or _initialised_model(config, inputs, device, progress)
     objective.setup(store, partitions["train"], device)
     data = _train_data(config, store, partitions, in_chans, device)
 

@@ -182,12 +182,17 @@ def write_error(exc: BaseException, path: str | Path) -> OutputError | None:
     return None
 
 
-def writable_hint() -> str:
-    """What to do about an output that cannot be written; inside medtl's image, the usual cause is
-    a bind-mounted folder of another user (the image's user is not the host's)."""
+def container_hint() -> str | None:
+    """Inside medtl's image, what usually makes a folder unwritable: a bind-mounted folder of another
+    user (the image's user is not the host's); None outside it."""
     if os.environ.get("MEDTL_IN_CONTAINER") == "1":
         return f"uid {os.getuid()} in the container; use docker run --user $(id -u):$(id -g) ..."
-    return "choose a writable output"
+    return None
+
+
+def writable_hint() -> str:
+    """What to do about an output that cannot be written."""
+    return container_hint() or "choose a writable output"
 
 
 @contextmanager

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -171,7 +172,12 @@ def test_jobs_run_under_charliecloud_with_the_checkout_bound_in(spec_dir, charli
     python_home = Path(sys.base_prefix)
     path = write_spec(spec_dir, base={"data": "store"})
     binds = ("--bind", str(repo), "--bind", str(python_home))
-    refused = submit_refused(path, spec_dir / "out", "--container", str(charliecloud_image), *binds)
+    # A folder no image has a mount point for, whatever earlier runs left in the shared rootfs.
+    absent = spec_dir / f"absent-{uuid.uuid4().hex}"
+    absent.mkdir()
+    refused = submit_refused(
+        path, spec_dir / "out", "--container", str(charliecloud_image), *binds, "--bind", str(absent)
+    )
     assert "the image has no mount point for" in refused
     store = Path(os.path.realpath(spec_dir / "store"))
     for folder in (repo, python_home, spec_dir / "out" / "study", store):
